@@ -1,0 +1,1 @@
+"""FINER-CompreCap builder."""

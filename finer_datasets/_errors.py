@@ -1,0 +1,87 @@
+"""The exceptions raised by ``finer_datasets``.
+
+Every error the package raises on purpose derives from one base class::
+
+    FinerError                     anything finer_datasets raises on purpose
+    ├── SourceError                malformed source input: names file, record and field
+    │   ├── NegativesError         a negatives file or generator that cannot give 4 valid negatives
+    │   └── StrictModeError        a skippable content problem, raised because of ``--strict``
+    ├── RecordValidationError      a record that does not match its JSON Schema (never written)
+    └── VerificationError          a built folder that differs from its manifest
+
+The command line prints the message and exits with a non-zero status (2 for input
+problems, 3 for verification failures, 1 for anything else).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FinerError",
+    "SourceError",
+    "NegativesError",
+    "StrictModeError",
+    "RecordValidationError",
+    "VerificationError",
+]
+
+
+class FinerError(Exception):
+    """Base class of every error raised on purpose by ``finer_datasets``."""
+
+    exit_code = 1
+
+
+class SourceError(FinerError):
+    """Structurally malformed source input.
+
+    The message always names the file; ``record`` (an index or an id) and ``field`` are
+    given whenever the problem is inside one record.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: object = None, record: object = None, field: str | None = None):
+        self.path = None if path is None else str(path)
+        self.record = record
+        self.field = field
+        where = []
+        if self.path is not None:
+            where.append(f"file {self.path}")
+        if record is not None:
+            where.append(f"record {record}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        self.reason = message
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class NegativesError(SourceError):
+    """A negatives file entry or generator that cannot provide 4 valid negatives."""
+
+
+class StrictModeError(SourceError):
+    """A content problem that would normally be skipped, raised because ``strict`` is on."""
+
+
+class RecordValidationError(FinerError):
+    """A record that does not match its JSON Schema; nothing is written."""
+
+    def __init__(self, message: str, *, schema: str, key: str | None = None, path: str = ""):
+        self.schema = schema
+        self.key = key
+        self.instance_path = path
+        self.message = message
+        where = f"record {key}: " if key else ""
+        super().__init__(f"{where}{schema}: {path or '<root>'}: {message}")
+
+
+class VerificationError(FinerError):
+    """A built dataset folder that differs from its manifest."""
+
+    exit_code = 3
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        shown = "\n  ".join(self.problems[:20])
+        more = f"\n  ... and {len(self.problems) - 20} more" if len(self.problems) > 20 else ""
+        super().__init__(f"{len(self.problems)} problem(s):\n  {shown}{more}")

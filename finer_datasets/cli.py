@@ -1,0 +1,109 @@
+"""The ``finer`` command line.
+
+    finer build compre_cap --source DIR --out DIR [--seed N] [--negatives FILE] [--strict] [--overwrite]
+    finer build compre_cap --sample --out DIR
+    finer verify DIR
+
+Exit status: 0 on success, 2 for bad input (the message names file, record and field),
+3 when ``verify`` finds a difference, 1 for other errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ._errors import FinerError
+from ._version import __version__
+
+__all__ = ["main", "parser"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="finer", description="Build, verify and load the FINER datasets.")
+    p.add_argument("--version", action="version", version=f"finer-datasets {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build a dataset folder (= a Hub dataset repo)")
+    b.add_argument("dataset", help="dataset name, e.g. compre_cap")
+    src = b.add_mutually_exclusive_group(required=True)
+    src.add_argument("--source", type=Path, help="source folder in the dataset's original layout")
+    src.add_argument("--sample", action="store_true", help="use the small sample bundled with the package")
+    b.add_argument("--out", type=Path, required=True, help="output folder (must not exist unless --overwrite)")
+    b.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    b.add_argument("--negatives", type=Path, help="precomputed negatives file (finer-negatives/1 JSON); default: offline lexical generator")
+    b.add_argument("--strict", action="store_true", help="fail on content that would be skipped")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing output folder (atomically)")
+    b.add_argument("--shard-samples", type=int, default=None, help="max samples per shard (default 10000)")
+    b.add_argument("--shard-bytes", type=int, default=None, help="max bytes per shard (default 512 MiB)")
+    b.add_argument("--repo-id", default=None, help="Hub repo id shown in the card's examples (default finer/<dataset>)")
+    b.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    v = sub.add_parser("verify", help="re-hash a built folder against its manifest")
+    v.add_argument("dir", type=Path)
+    return p
+
+
+def _canonical_command(args: argparse.Namespace) -> list[str]:
+    """The build command as recorded in the card: no local paths, so builds stay reproducible."""
+    cmd = ["finer", "build", args.dataset]
+    cmd += ["--sample"] if args.sample else ["--source", args.source.resolve().name or "SOURCE"]
+    cmd += ["--out", "OUT", "--seed", str(args.seed)]
+    if args.negatives:
+        cmd += ["--negatives", args.negatives.name]
+    if args.strict:
+        cmd.append("--strict")
+    return cmd
+
+
+def _build(args: argparse.Namespace) -> int:
+    from . import _pipeline as build_module
+    from .builders import get_builder
+
+    builder = get_builder(args.dataset)
+    source = builder.sample_dir() if args.sample else args.source
+    result = build_module.build(
+        builder,
+        source=source,
+        out=args.out,
+        seed=args.seed,
+        negatives=args.negatives,
+        strict=args.strict,
+        overwrite=args.overwrite,
+        max_samples=args.shard_samples or build_module.DEFAULT_MAX_SAMPLES,
+        max_bytes=args.shard_bytes or build_module.DEFAULT_MAX_BYTES,
+        command=_canonical_command(args),
+        repo_id=args.repo_id,
+        progress=False if args.no_progress else None,
+    )
+    counts = result.manifest["counts"]
+    pairs = ", ".join(f"{s} {n}" for s, n in counts["pairs"].items())
+    skipped = sum(counts["skips"].values())
+    print(f"built {result.manifest['pretty_name']} {result.manifest['version']} in {result.out}: {pairs} pairs "
+          f"from {counts['images']} images; {skipped} skipped element(s), see build_report.json")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .manifest import verify
+
+    manifest = verify(args.dir)
+    print(f"OK: {len(manifest['files'])} files match the manifest of {manifest['pretty_name']} {manifest['version']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return {"build": _build, "verify": _verify}[args.command](args)
+    except FinerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

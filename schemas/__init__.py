@@ -1,0 +1,1 @@
+"""The JSON Schemas of every file a FINER build writes (package data)."""
