@@ -6,6 +6,7 @@ only when the build succeeded: a failed build leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -119,6 +120,72 @@ def _read_image(image: SourceImage) -> tuple[bytes, str]:
     return data, info.extension
 
 
+@dataclass
+class _Tally:
+    """What the per-image loop accumulates."""
+
+    pairs_by_k: dict[str, Counter[int]] = field(default_factory=lambda: {s: Counter() for s in SETTINGS})
+    image_columns: set[str] = field(default_factory=set)
+    graph_lines: list[bytes] = field(default_factory=list)
+    objects: int = 0
+    attributes: int = 0
+    relations: int = 0
+
+
+def _write_image(
+    builder: DatasetBuilder,
+    image: SourceImage,
+    writers: dict[str, ShardWriter],
+    tally: _Tally,
+    *,
+    seed: int,
+    provider: NegativesProvider,
+    report: BuildReport,
+    timings: Counter[str],
+) -> None:
+    """Negatives, pairs, validation and shard writing for one image."""
+    t = time.perf_counter()
+    data, extension = _read_image(image)
+    tally.image_columns.add(extension)
+    timings["images"] += time.perf_counter() - t
+
+    t = time.perf_counter()
+    graph = image.graph
+    negs = provider.negatives_for(graph, random.Random(f"{seed}:negatives:{image.image_id}"))
+    for kind, element_id, text in graph.elements():
+        if element_id not in negs:
+            report.skip("no_negatives", path=image.annotation_file, record=image.image_id, field=element_id,
+                        detail=f"{kind} {text!r}")
+    timings["negatives"] += time.perf_counter() - t
+
+    t = time.perf_counter()
+    pairs, skipped = pairs_for_image(graph, negs, seed=seed, key=image.key, limits=builder.limits)
+    for reason, detail in skipped:
+        report.skip(reason, path=image.annotation_file, record=image.image_id, detail=detail)
+    records = [
+        pair.to_record(dataset=builder.dataset_field, image_id=image.image_id, image_file=graph.image_file)
+        for pair in pairs
+    ]
+    sg = graph.to_dict(negs)
+    timings["pairs"] += time.perf_counter() - t
+
+    t = time.perf_counter()
+    for record in records:
+        validate("mcq_pair", record, key=record["pair_id"])
+    validate("scene_graph", sg, key=image.image_id)
+    timings["validate"] += time.perf_counter() - t
+
+    t = time.perf_counter()
+    for pair, record in zip(pairs, records):
+        writers[pair.setting].write(pair.pair_id, {extension: data, "json": encode_json(record)})
+        tally.pairs_by_k[pair.setting][pair.k] += 1
+    tally.graph_lines.append(encode_json(sg))
+    timings["write"] += time.perf_counter() - t
+    tally.objects += len(graph.objects)
+    tally.attributes += sum(len(o.attributes) for o in graph.objects)
+    tally.relations += len(graph.relations)
+
+
 def _build_into(
     builder: DatasetBuilder,
     source: Path,
@@ -139,59 +206,23 @@ def _build_into(
     images = builder.read_source(source, report)
     timings["read_source"] += time.perf_counter() - t0
 
-    writers = {
-        s: ShardWriter(root / "data", s, max_samples=max_samples, max_bytes=max_bytes) for s in SETTINGS
-    }
-    pairs_by_k: dict[str, Counter[int]] = {s: Counter() for s in SETTINGS}
-    image_columns: set[str] = set()
-    graph_lines: list[bytes] = []
-    n_objects = n_attributes = n_relations = 0
-
-    for image in tqdm(images, desc=f"build {builder.name}", unit="img", disable=(None if progress is None else not progress)):
+    tally = _Tally()
+    with contextlib.ExitStack() as stack:
+        writers = {
+            s: stack.enter_context(
+                ShardWriter(root / "data", s, max_samples=max_samples, max_bytes=max_bytes, background=True)
+            )
+            for s in SETTINGS
+        }
+        for image in tqdm(images, desc=f"build {builder.name}", unit="img", disable=None if progress is None else not progress):
+            _write_image(builder, image, writers, tally, seed=seed, provider=provider, report=report, timings=timings)
         t = time.perf_counter()
-        data, extension = _read_image(image)
-        image_columns.add(extension)
-        timings["images"] += time.perf_counter() - t
-
-        t = time.perf_counter()
-        graph = image.graph
-        negs = provider.negatives_for(graph, random.Random(f"{seed}:negatives:{image.image_id}"))
-        for kind, element_id, text in graph.elements():
-            if element_id not in negs:
-                report.skip("no_negatives", path=image.annotation_file, record=image.image_id, field=element_id, detail=f"{kind} {text!r}")
-        timings["negatives"] += time.perf_counter() - t
-
-        t = time.perf_counter()
-        pairs, skipped = pairs_for_image(graph, negs, seed=seed, key=image.key, limits=builder.limits)
-        for reason, detail in skipped:
-            report.skip(reason, path=image.annotation_file, record=image.image_id, detail=detail)
-        records = [
-            pair.to_record(dataset=builder.dataset_field, image_id=image.image_id, image_file=graph.image_file)
-            for pair in pairs
-        ]
-        sg = graph.to_dict(negs)
-        timings["pairs"] += time.perf_counter() - t
-
-        t = time.perf_counter()
-        for record in records:
-            validate("mcq_pair", record, key=record["pair_id"])
-        validate("scene_graph", sg, key=image.image_id)
-        timings["validate"] += time.perf_counter() - t
-
-        t = time.perf_counter()
-        for pair, record in zip(pairs, records):
-            writers[pair.setting].write(pair.pair_id, {extension: data, "json": encode_json(record)})
-            pairs_by_k[pair.setting][pair.k] += 1
-        graph_lines.append(encode_json(sg))
+        # an empty split still gets one (empty) shard, so every configured split loads
+        shards = {setting: writer.close(keep_empty=True) for setting, writer in writers.items()}
         timings["write"] += time.perf_counter() - t
-        n_objects += len(graph.objects)
-        n_attributes += sum(len(o.attributes) for o in graph.objects)
-        n_relations += len(graph.relations)
 
     t = time.perf_counter()
-    shards: dict[str, list[ShardInfo]] = {}
-    for setting, writer in writers.items():
-        shards[setting] = writer.close(keep_empty=True)  # an empty split still gets one (empty) shard
+    graph_lines, pairs_by_k = tally.graph_lines, tally.pairs_by_k
     (root / SCENE_GRAPHS).write_bytes(b"\n".join(graph_lines) + (b"\n" if graph_lines else b""))
     report_doc = {"skips": report.skip_counts(), "fixes": dict(sorted(report.fixes.items())), "skipped": report.skips}
     (root / REPORT).write_text(json.dumps(report_doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -200,16 +231,16 @@ def _build_into(
     pairs = {s: sum(pairs_by_k[s].values()) for s in SETTINGS}
     counts = {
         "images": len(images),
-        "objects": n_objects,
-        "attributes": n_attributes,
-        "relations": n_relations,
+        "objects": tally.objects,
+        "attributes": tally.attributes,
+        "relations": tally.relations,
         "pairs": pairs,
         "pairs_by_k": {s: {str(k): n for k, n in sorted(pairs_by_k[s].items())} for s in SETTINGS},
         "skips": report.skip_counts(),
         "fixes": dict(sorted(report.fixes.items())),
     }
     t = time.perf_counter()
-    columns = tuple(sorted(image_columns)) or ("jpg",)
+    columns = tuple(sorted(tally.image_columns)) or ("jpg",)
     shard_bytes = {s: sum(shard.size for shard in shards[s]) for s in SETTINGS}
     card = _card(builder, counts, columns, shard_bytes, seed, provider, command, repo_id)
     (root / CARD).write_text(card, encoding="utf-8")

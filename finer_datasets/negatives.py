@@ -147,18 +147,25 @@ class LexicalNegatives:
 
     @staticmethod
     def _pick(groups: list[tuple[str, ...]], allowed: Callable[[str], bool], n: int = NEGATIVES_PER_ELEMENT) -> list[str]:
-        """One word per usable group (in order), then second words, until ``n`` are picked."""
+        """The first word of each usable group (in order), then second words, until ``n`` are picked."""
         usable: list[tuple[str, ...]] = []
-        for group in groups:
-            if group not in usable and all(allowed(w) for w in group):
-                usable.append(group)
+        seen: set[tuple[str, ...]] = set()
         picked: list[str] = []
-        for depth in range(max((len(g) for g in usable), default=0)):
+        for group in groups:  # lazily: usually the first few groups are enough
+            if group in seen:
+                continue
+            seen.add(group)
+            if all(allowed(w) for w in group):
+                usable.append(group)
+                picked.append(group[0])
+                if len(picked) == n:
+                    return picked
+        for depth in range(1, max((len(g) for g in usable), default=1)):
             for group in usable:
                 if depth < len(group) and group[depth] not in picked:
                     picked.append(group[depth])
-                if len(picked) == n:
-                    return picked
+                    if len(picked) == n:
+                        return picked
         return picked
 
     def _objects(self, name: str, image_words: set[str], rng: random.Random) -> tuple[str, ...]:

@@ -4,7 +4,9 @@
 * :class:`TarWriter` writes samples (``key`` + ``{extension: bytes}``) into one tar with fixed
   metadata (mtime 0, uid/gid 0, mode 0644, no user names); members of a sample are sorted by
   extension and keys must be strictly increasing, so member order is sorted and stable. The
-  sha256 and size of the tar are computed while it is written.
+  sha256 and size of the tar are computed while it is written; with ``background=True`` the
+  writing and hashing run in a worker thread (both release the GIL), overlapping the caller's
+  work on the next samples.
 * :class:`ShardWriter` starts a new tar every ``max_samples`` samples or ``max_bytes`` bytes and
   calls ``post(ShardInfo)`` when a shard is complete.
 """
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import re
 import tarfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
@@ -42,21 +46,74 @@ def _header(name: str, size: int) -> bytes:
     return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
 
 
-class TarWriter:
-    """Write WebDataset samples to one binary file object, deterministically."""
+class _Sink:
+    """Writes chunks to a file and hashes them, inline."""
+
+    def abort(self) -> None:
+        """Nothing runs in the background."""
 
     def __init__(self, fileobj: BinaryIO):
         self._f = fileobj
         self._sha = hashlib.sha256()
+
+    def put(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._f.write(chunk)
+            self._sha.update(chunk)
+
+    def close(self) -> str:
+        return self._sha.hexdigest()
+
+
+class _ThreadSink(_Sink):
+    """Same as :class:`_Sink`, in a worker thread fed by a bounded queue (errors re-raised)."""
+
+    def __init__(self, fileobj: BinaryIO, max_pending: int = 256):
+        super().__init__(fileobj)
+        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=max_pending)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="finer-tar-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunks := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    super().put(chunks)
+                except BaseException as exc:  # handed to the producing thread
+                    self._error = exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, chunks: list[bytes]) -> None:
+        self._check()
+        self._queue.put(chunks)
+
+    def close(self) -> str:
+        self._queue.put(None)
+        self._thread.join()
+        self._check()
+        return super().close()
+
+    def abort(self) -> None:
+        """Stop the worker without raising (used when the build already failed)."""
+        if self._thread.is_alive():
+            self._error = self._error or RuntimeError("aborted")
+            self._queue.put(None)
+            self._thread.join()
+
+
+class TarWriter:
+    """Write WebDataset samples to one binary file object, deterministically."""
+
+    def __init__(self, fileobj: BinaryIO, *, background: bool = False):
+        self._sink = _ThreadSink(fileobj) if background else _Sink(fileobj)
         self.size = 0
         self.samples = 0
         self._last_key: str | None = None
-        self._closed = False
-
-    def _write(self, data: bytes) -> None:
-        self._f.write(data)
-        self._sha.update(data)
-        self.size += len(data)
+        self._sha: str | None = None
 
     def write(self, key: str, members: dict[str, bytes]) -> int:
         """Write one sample; return the bytes written. ``key`` has no dots; extensions are lowercase."""
@@ -64,29 +121,37 @@ class TarWriter:
             raise ValueError(f"invalid WebDataset key {key!r}: use letters, digits, '_' and '-' only")
         if self._last_key is not None and key <= self._last_key:
             raise ValueError(f"keys must be strictly increasing: {key!r} after {self._last_key!r}")
-        start = self.size
+        chunks: list[bytes] = []
         for extension in sorted(members):
             if not _EXTENSION.match(extension):
                 raise ValueError(f"invalid member extension {extension!r}")
             data = members[extension]
-            self._write(_header(f"{key}.{extension}", len(data)))
-            self._write(data)
+            chunks.append(_header(f"{key}.{extension}", len(data)))
+            chunks.append(data)
             remainder = len(data) % _BLOCK
             if remainder:
-                self._write(b"\0" * (_BLOCK - remainder))
+                chunks.append(b"\0" * (_BLOCK - remainder))
+        self._sink.put(chunks)
+        written = sum(map(len, chunks))
+        self.size += written
         self._last_key = key
         self.samples += 1
-        return self.size - start
+        return written
 
     def close(self) -> str:
-        """Write the end-of-archive blocks (padded like ``tarfile``) and return the sha256."""
-        if not self._closed:
-            self._write(b"\0" * (2 * _BLOCK))
-            remainder = self.size % _RECORD
-            if remainder:
-                self._write(b"\0" * (_RECORD - remainder))
-            self._closed = True
-        return self._sha.hexdigest()
+        """Write the end-of-archive blocks (padded like ``tarfile``); return the sha256."""
+        if self._sha is None:
+            end = 2 * _BLOCK
+            remainder = (self.size + end) % _RECORD
+            end += _RECORD - remainder if remainder else 0
+            self._sink.put([b"\0" * end])
+            self.size += end
+            self._sha = self._sink.close()
+        return self._sha
+
+    def abort(self) -> None:
+        """Give up on this tar (its file is left incomplete); stops any worker thread."""
+        self._sink.abort()
 
 
 @dataclass(frozen=True)
@@ -110,6 +175,7 @@ class ShardWriter:
         max_samples: int = 10_000,
         max_bytes: int = 512 * 1024 * 1024,
         post: Callable[[ShardInfo], None] | None = None,
+        background: bool = False,
     ):
         if max_samples < 1 or max_bytes < 1:
             raise ValueError("max_samples and max_bytes must be positive")
@@ -118,6 +184,7 @@ class ShardWriter:
         self.max_samples = max_samples
         self.max_bytes = max_bytes
         self.post = post
+        self.background = background
         self.shards: list[ShardInfo] = []
         self._file: BinaryIO | None = None
         self._tar: TarWriter | None = None
@@ -129,7 +196,7 @@ class ShardWriter:
         path = self.root / self._name
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "wb")
-        self._tar = TarWriter(self._file)
+        self._tar = TarWriter(self._file, background=self.background)
         return self._tar
 
     def _finish(self) -> None:
@@ -168,7 +235,14 @@ class ShardWriter:
     def __enter__(self) -> ShardWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def abort(self) -> None:
+        """Stop writing after a failure: the current shard is left incomplete (callers delete it)."""
+        if self._tar is not None:
+            self._tar.abort()
+            self._tar = None
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
