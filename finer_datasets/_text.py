@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["clean_text", "split_sentences", "join_list", "words"]
+__all__ = ["clean_text", "split_sentences", "join_list", "words", "article"]
 
 # Zero-width characters and the byte-order mark are removed; other format/control characters too.
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
@@ -40,3 +40,8 @@ def join_list(items: list[str] | tuple[str, ...]) -> str:
 def words(text: str) -> list[str]:
     """Lower-case word tokens (letters, digits, apostrophes and hyphens)."""
     return re.findall(r"[a-z0-9'-]+", text.lower())
+
+
+def article(word: str) -> str:
+    """``a`` or ``an`` before ``word`` (by its first letter)."""
+    return "an" if word[:1].lower() in "aeiou" else "a"

@@ -21,7 +21,7 @@ from typing import Callable, Mapping, Protocol, runtime_checkable
 
 from ._errors import NegativesError, RecordValidationError
 from ._schemas import validate
-from ._text import words
+from ._text import article, words
 from .lexicon import Lexicon, default_lexicon, strip_copula
 from .scene_graph import SceneGraph
 
@@ -67,9 +67,6 @@ def check_negatives(element_id: str, positive: str, negatives: tuple[str, ...] |
         return f"{element_id}: a negative equals the positive {positive!r}"
     return None
 
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _singular(word: str) -> str:
@@ -200,7 +197,7 @@ class LexicalNegatives:
             for value in self._pick(self._shuffled(lex.families[family], rng), allowed, n=len(lex.families[family])):
                 new = tokens[:start] + [value] + tokens[end:]
                 if start >= 1 and lowered[start - 1] in ("a", "an"):
-                    new[start - 1] = _article(value)
+                    new[start - 1] = article(value)
                 candidate = " ".join(new)
                 if candidate.lower() not in image_texts:
                     picked.append(candidate)
@@ -210,7 +207,7 @@ class LexicalNegatives:
         for other in self._shuffled([f for f in lex.families if f != family], rng):
             values = self._pick(self._shuffled(lex.families[other], rng), allowed, n=1)
             if values:
-                candidate = f"with {_article(values[0])} {values[0]} {lex.family_nouns[other]}"
+                candidate = f"with {article(values[0])} {values[0]} {lex.family_nouns[other]}"
                 if candidate.lower() not in image_texts:
                     picked.append(candidate)
             if len(picked) == NEGATIVES_PER_ELEMENT:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from finer_datasets._text import article
 from finer_datasets.lexicon import Lexicon
 
 __all__ = ["rewrite_attribute", "parse_relation", "RelationParse", "mention_pattern"]
@@ -21,9 +22,6 @@ _DET_WORDS = r"(?:the|a|an|this|that|its|their|his|her)"
 _DETERMINER = _DET_WORDS + r"\s+"
 _INTENSIFIERS = {"very", "quite", "rather", "mostly", "fairly", "slightly", "light", "dark", "bright"}
 
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _and(values: list[str]) -> str:
@@ -49,7 +47,7 @@ def rewrite_attribute(sentence: str, name: str, lexicon: Lexicon) -> list[str] |
     lowered = rest.lower()
     if lowered.startswith("made of "):
         material = rest[len("made of "):]
-        return [f"with {_article(material)} {material} material"]
+        return [f"with {article(material)} {material} material"]
     if lowered.startswith("wearing "):
         return [f"with {rest[len('wearing '):]}"]
     tokens = [t for t in re.split(r",\s*|\s+and\s+|\s+", lowered) if t and t != "and"]
@@ -62,11 +60,11 @@ def rewrite_attribute(sentence: str, name: str, lexicon: Lexicon) -> list[str] |
         families.setdefault(family, []).append(token)
     else:
         return [
-            f"with {_article(values[0])} {_and(values)} {lexicon.family_nouns[family]}"
+            f"with {article(values[0])} {_and(values)} {lexicon.family_nouns[family]}"
             for family, values in families.items()
         ]
     if len(tokens) == 1 and re.fullmatch(r"[a-z][a-z-]*", tokens[0]):
-        return [f"with {_article(tokens[0])} {tokens[0]} appearance"]
+        return [f"with {article(tokens[0])} {tokens[0]} appearance"]
     return None
 
 
