@@ -80,6 +80,7 @@ class DatasetBuilder(ABC):
     """
 
     name: str
+    resource_package: str  # the package holding VERSION, RELEASE_NOTES.md, sample/, dummy_data/
     pretty_name: str
     dataset_field: str
     license: str
@@ -89,7 +90,7 @@ class DatasetBuilder(ABC):
     @property
     def folder(self) -> Any:
         """The builder's package folder (a ``importlib.resources`` traversable)."""
-        return resources.files(type(self).__module__.rsplit(".", 1)[0])
+        return resources.files(self.resource_package)
 
     @property
     def version(self) -> str:
@@ -98,6 +99,19 @@ class DatasetBuilder(ABC):
     @property
     def release_notes(self) -> str:
         return self.folder.joinpath("RELEASE_NOTES.md").read_text("utf-8")
+
+    @property
+    def version_notes(self) -> str:
+        """The ``## <version>`` section of the release notes (what the version's tag says)."""
+        section, current = [], None
+        for line in self.release_notes.splitlines():
+            if line.startswith("## "):
+                current = line[3:].strip()
+                continue
+            if current == self.version:
+                section.append(line)
+        text = "\n".join(section).strip()
+        return f"{self.pretty_name} {self.version}\n\n{text}" if text else f"{self.pretty_name} {self.version}"
 
     def sample_dir(self) -> Path:
         """The bundled sample in the real source layout."""

@@ -16,9 +16,10 @@ __all__ = ["card_metadata", "render_card", "LICENSE_TEXT"]
 LICENSE_TEXT = {
     "compre_cap": (
         "The questions and scene graphs are derived from the CompreCap annotations (CC BY 4.0). "
-        "The images are COCO images, which remain under the Flickr terms of use of their owners. "
-        "The paper's text and figures are CC BY 4.0."
+        "The images are COCO images, which remain under the Flickr terms of use of their owners."
     ),
+    "docci": "The questions and scene graphs are derived from DOCCI (CC BY 4.0), images included.",
+    "tuning": "The preference data is derived from Pixmo-cap (ODC-BY 1.0); images remain under their owners' terms.",
 }
 
 

@@ -3,9 +3,12 @@
     finer build compre_cap --source DIR --out DIR [--seed N] [--negatives FILE] [--strict] [--overwrite]
     finer build compre_cap --sample --out DIR
     finer verify DIR
+    finer release DIR --to REPO_DIR
+    finer publish DIR --repo ORG/NAME [--private] [--dry-run]
 
 Exit status: 0 on success, 2 for bad input (the message names file, record and field),
-3 when ``verify`` finds a difference, 1 for other errors.
+3 when ``verify`` finds a difference, 4 when a release or publication is refused (existing
+tag, remote mismatch), 1 for other errors.
 """
 
 from __future__ import annotations
@@ -44,6 +47,16 @@ def parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", help="re-hash a built folder against its manifest")
     v.add_argument("dir", type=Path)
+
+    r = sub.add_parser("release", help="commit a built folder into a local git repo and tag it v<VERSION>")
+    r.add_argument("dir", type=Path, help="built dataset folder")
+    r.add_argument("--to", type=Path, required=True, help="git repository (created if missing), branch main")
+
+    u = sub.add_parser("publish", help="upload a built folder to the Hub and tag it v<VERSION>")
+    u.add_argument("dir", type=Path, help="built dataset folder")
+    u.add_argument("--repo", required=True, help="dataset repo id, e.g. finer/compre_cap")
+    u.add_argument("--private", action="store_true", help="create the repo as private")
+    u.add_argument("--dry-run", action="store_true", help="print the plan (files, sizes, tag) and touch nothing")
     return p
 
 
@@ -95,14 +108,40 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _release(args: argparse.Namespace) -> int:
+    from .release import release
+
+    done = release(args.dir, to=args.to)
+    print(f"released {args.dir} as {done.tag} (commit {done.commit[:12]}) in {done.repo}")
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from .publish import plan_publish, publish
+
+    plan = plan_publish(args.dir, args.repo, private=args.private)
+    print(plan.describe())
+    if args.dry_run:
+        print("dry run: nothing was uploaded")
+        return 0
+    commit = publish(plan)
+    print(f"published datasets/{plan.repo_id} {plan.tag} (commit {commit[:12]})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return {"build": _build, "verify": _verify}[args.command](args)
+        return {"build": _build, "verify": _verify, "release": _release, "publish": _publish}[args.command](args)
     except FinerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # Hub/HTTP errors: a message, never a traceback with request headers
+        if type(exc).__module__.split(".")[0] not in ("huggingface_hub", "httpx", "httpx2", "requests"):
+            raise
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

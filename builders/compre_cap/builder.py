@@ -37,6 +37,7 @@ class CompreCap(DatasetBuilder):
     """Builder of FINER-CompreCap."""
 
     name = "compre_cap"
+    resource_package = "finer_datasets.builders.compre_cap"
     pretty_name = "FINER-CompreCap"
     dataset_field = "compre_cap"
     license = "cc-by-4.0"

@@ -1,0 +1,170 @@
+"""Proof over HTTP: a local Hub (olah, offline, 127.0.0.1) serving released versions to the real
+`datasets`/`huggingface_hub` clients, and uploads tested at their HTTP boundary (fake_hub.py)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import datasets
+import pytest
+from huggingface_hub import HfApi
+
+from finer_datasets import build
+from finer_datasets.publish import plan_publish, publish
+from finer_datasets.release import ReleaseError, release
+
+from fake_hub import FakeHub
+from test_release import CompreCapNext
+
+datasets.disable_progress_bars()
+REPO = "finer/compre_cap"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory, sample_build, sample_dir):
+    root = tmp_path_factory.mktemp("hub")
+    v2 = build(CompreCapNext(), source=sample_dir, out=root / "v2", seed=1, progress=False).out
+    return {"v1.0.0": sample_build.out, "v1.1.0": v2}
+
+
+@pytest.fixture(scope="module")
+def olah(tmp_path_factory, versions):
+    """olah in offline mode serving the release repo (built with `finer release`) on 127.0.0.1."""
+    root = tmp_path_factory.mktemp("olah")
+    for folder in versions.values():
+        release(folder, to=root / "mirrors" / "datasets" / REPO)
+    port = free_port()
+    (root / "olah.toml").write_text(
+        f'[basic]\nhost = "127.0.0.1"\nport = {port}\nrepos-path = "{root / "cache"}"\n'
+        f'mirrors-path = ["{root / "mirrors"}"]\n[accessibility]\noffline = true\n'
+    )
+    cmd = [sys.executable, "-c", "import sys; from olah.server import cli; sys.argv = ['olah-cli', '-c', sys.argv[1]]; cli()",
+           str(root / "olah.toml")]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/datasets/{REPO}/refs", timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("olah did not start")
+            time.sleep(0.3)
+    yield url, root
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+LOADER = """
+import json, sys, datasets
+datasets.disable_progress_bars()
+repo, out = sys.argv[1], {}
+for revision in ("v1.0.0", "v1.1.0"):
+    for split in ("multi_obj", "wh"):
+        ds = datasets.load_dataset(repo, split=split, revision=revision)
+        out[f"{revision}/{split}"] = [[r["pair_id"], r["positive"]["options"]] for r in ds["json"]]
+        out[f"{revision}/{split}/size"] = list(ds[0]["jpg"].size)
+stream = datasets.load_dataset(repo, split="multi_attr", revision="v1.0.0", streaming=True)
+out["stream"] = [[r["json"]["pair_id"], r["json"]["positive"]["options"]] for r in stream]
+out["config"] = datasets.load_dataset(repo, "multi_rel", split="test", revision="v1.1.0").num_rows
+print(json.dumps(out))
+"""
+
+
+def hub_env(url: str, home: Path) -> dict[str, str]:
+    return {**os.environ, "HF_ENDPOINT": url, "HF_HOME": str(home), "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_TOKEN": "hf_test_token_do_not_print"}
+
+
+def local(folder: Path, split: str):
+    return [[r["pair_id"], r["positive"]["options"]] for r in datasets.load_dataset(str(folder), split=split)["json"]]
+
+
+def test_load_dataset_over_http_matches_local_folders(olah, versions):
+    url, root = olah
+    run = subprocess.run([sys.executable, "-c", LOADER, REPO], capture_output=True, text=True,
+                         env=hub_env(url, root / "hf-home"), timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    for revision, folder in versions.items():
+        for split in ("multi_obj", "wh"):
+            assert got[f"{revision}/{split}"] == local(folder, split), (revision, split)
+            assert got[f"{revision}/{split}/size"] == [320, 240]
+    # the two versions coexist and each revision returns its own rows
+    assert got["v1.0.0/multi_obj"] != got["v1.1.0/multi_obj"]
+    assert got["stream"] == local(versions["v1.0.0"], "multi_attr")
+    assert got["config"] == json.loads((versions["v1.1.0"] / "manifest.json").read_text())["counts"]["pairs"]["multi_rel"]
+
+
+# --- uploads, at the HTTP boundary -------------------------------------------------------------
+
+
+def test_publish_creates_uploads_verifies_and_tags(versions):
+    with FakeHub() as hub:
+        api = HfApi(endpoint=hub.url, token="hf_test_token")
+        plan = plan_publish(versions["v1.0.0"], REPO, private=True)
+        commit = publish(plan, api=api)
+        repo = hub.repos[REPO]
+        assert repo.private and repo.tags["v1.0.0"][0] == commit
+        assert repo.tags["v1.0.0"][1].startswith("FINER-CompreCap 1.0.0")
+        folder = versions["v1.0.0"]
+        assert hub.files(REPO, "v1.0.0") == {p.relative_to(folder).as_posix(): p.read_bytes()
+                                             for p in folder.rglob("*") if p.is_file()}
+        assert all(h.get("authorization") == "Bearer hf_test_token" for _, _, h, _ in hub.requests)
+        # the next version goes on top; the first stays reachable by its tag
+        commit2 = publish(plan_publish(versions["v1.1.0"], REPO), api=api)
+        assert commit2 != commit and set(repo.tags) == {"v1.0.0", "v1.1.0"}
+        assert hub.files(REPO, "v1.0.0")["manifest.json"] != hub.files(REPO, "v1.1.0")["manifest.json"]
+
+
+def test_publish_refuses_an_existing_tag(versions):
+    with FakeHub() as hub:
+        api = HfApi(endpoint=hub.url, token="hf_test_token")
+        plan = plan_publish(versions["v1.0.0"], REPO)
+        publish(plan, api=api)
+        commits = len(hub.repos[REPO].commits)
+        with pytest.raises(ReleaseError, match="already has tag v1.0.0"):
+            publish(plan, api=api)
+        assert len(hub.repos[REPO].commits) == commits
+
+
+def test_publish_does_not_tag_an_upload_that_differs_from_the_manifest(versions):
+    with FakeHub(drop_paths=("data/wh-00000.tar",)) as hub:
+        api = HfApi(endpoint=hub.url, token="hf_test_token")
+        with pytest.raises(ReleaseError, match="data/wh-00000.tar: missing on the Hub"):
+            publish(plan_publish(versions["v1.0.0"], REPO), api=api)
+        assert hub.repos[REPO].tags == {}
+
+
+def cli(args, url, home):
+    return subprocess.run([sys.executable, "-m", "finer_datasets.cli", *args], capture_output=True, text=True,
+                          env=hub_env(url, home), timeout=120)
+
+
+def test_cli_dry_run_touches_nothing_and_the_token_is_never_printed(versions, tmp_path):
+    with FakeHub() as hub:
+        dry = cli(["publish", str(versions["v1.0.0"]), "--repo", REPO, "--dry-run"], hub.url, tmp_path)
+        assert dry.returncode == 0, dry.stderr
+        assert hub.requests == []
+        assert "tag:     v1.0.0" in dry.stdout and "data/multi_obj-00000.tar" in dry.stdout
+        done = cli(["publish", str(versions["v1.0.0"]), "--repo", REPO], hub.url, tmp_path)
+        assert done.returncode == 0, done.stderr
+        again = cli(["publish", str(versions["v1.0.0"]), "--repo", REPO], hub.url, tmp_path)
+        assert again.returncode == 4 and "immutable" in again.stderr
+        assert hub.requests and all(h.get("authorization") == "Bearer hf_test_token_do_not_print"
+                                    for _, _, h, _ in hub.requests)
+        for run in (dry, done, again):
+            assert "hf_test_token_do_not_print" not in run.stdout + run.stderr
