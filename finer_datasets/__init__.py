@@ -9,8 +9,11 @@ Public API (importing this package is light: no torch, no ``datasets`` until you
     NegativesProvider, LexicalNegatives, PrecomputedNegatives
     # building, verifying, loading
     build, get_builder, verify, load_finer, flatten_pairs
+    # scoring
+    parse_answer, score
     # errors (see finer_datasets._errors for the tree)
-    FinerError, SourceError, NegativesError, StrictModeError, RecordValidationError, VerificationError
+    FinerError, SourceError, NegativesError, StrictModeError, RecordValidationError, VerificationError,
+    PredictionsError
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from ._errors import (
     FinerError,
     NegativesError,
+    PredictionsError,
     RecordValidationError,
     SourceError,
     StrictModeError,
@@ -38,6 +42,7 @@ __all__ = [
     "NegativesProvider", "LexicalNegatives", "PrecomputedNegatives",
     "build", "get_builder", "verify", "load_finer", "flatten_pairs",
     "FinerError", "SourceError", "NegativesError", "StrictModeError", "RecordValidationError", "VerificationError",
+    "PredictionsError", "parse_answer", "score",
 ]
 
 _LAZY = {
@@ -46,6 +51,8 @@ _LAZY = {
     "verify": ("finer_datasets.manifest", "verify"),
     "load_finer": ("finer_datasets.load", "load_finer"),
     "flatten_pairs": ("finer_datasets.load", "flatten_pairs"),
+    "parse_answer": ("finer_datasets.answers", "parse_answer"),
+    "score": ("finer_datasets.scoring", "score"),
 }
 
 

@@ -6,6 +6,8 @@ Every error the package raises on purpose derives from one base class::
     ├── SourceError                malformed source input: names file, record and field
     │   ├── NegativesError         a negatives file or generator that cannot give 4 valid negatives
     │   └── StrictModeError        a skippable content problem, raised because of ``--strict``
+    ├── PredictionsError           predictions that cannot be scored (bad file; missing, duplicate
+    │                              or unknown question ids)
     ├── RecordValidationError      a record that does not match its JSON Schema (never written)
     └── VerificationError          a built folder that differs from its manifest
 
@@ -15,11 +17,14 @@ problems, 3 for verification failures, 1 for anything else).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 __all__ = [
     "FinerError",
     "SourceError",
     "NegativesError",
     "StrictModeError",
+    "PredictionsError",
     "RecordValidationError",
     "VerificationError",
 ]
@@ -85,3 +90,36 @@ class VerificationError(FinerError):
         shown = "\n  ".join(self.problems[:20])
         more = f"\n  ... and {len(self.problems) - 20} more" if len(self.problems) > 20 else ""
         super().__init__(f"{len(self.problems)} problem(s):\n  {shown}{more}")
+
+
+class PredictionsError(FinerError):
+    """Predictions that cannot be scored: an unreadable file, or answers that do not cover
+    exactly the dataset's questions (missing, duplicate or unknown question ids).
+
+    ``missing``, ``duplicate`` and ``unknown`` hold every offending question id.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: object = None,
+        line: int | None = None,
+        missing: Sequence[str] = (),
+        duplicate: Sequence[str] = (),
+        unknown: Sequence[str] = (),
+    ):
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.missing = list(missing)
+        self.duplicate = list(duplicate)
+        self.unknown = list(unknown)
+        self.reason = message
+        where = []
+        if self.path is not None:
+            where.append(f"file {self.path}")
+        if line is not None:
+            where.append(f"line {line}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)

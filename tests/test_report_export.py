@@ -1,0 +1,232 @@
+"""Report files (JSON, Markdown, PNG plots) and exports to VLMEvalKit TSV and FINER's CSV layout."""
+
+import base64
+import csv
+import io
+import json
+import random
+
+import datasets
+import pytest
+from PIL import Image
+
+from finer_datasets import SETTINGS
+from finer_datasets.export import OFFICIAL_COLUMNS, VLMEVALKIT_COLUMNS, export_official_csv, export_vlmevalkit
+from finer_datasets.mcq import LETTERS
+from finer_datasets.report import REPORT_FILES, write_report
+from finer_datasets.scoring import score
+
+
+@pytest.fixture(scope="module")
+def splits(sample_build):
+    return {s: datasets.load_dataset(str(sample_build.out), split=s) for s in SETTINGS}
+
+
+@pytest.fixture(scope="module")
+def records(splits):
+    return [r for s in SETTINGS for r in splits[s]["json"]]
+
+
+@pytest.fixture(scope="module")
+def result(records):
+    """A model right on 80% of positive and 60% of negative questions, the rest a random letter."""
+    rng = random.Random(0)
+    preds = {}
+    for r in records:
+        for polarity, p in (("positive", 0.8), ("negative", 0.6)):
+            q = r[polarity]
+            preds[q["question_id"]] = q["answer"] if rng.random() < p else rng.choice(LETTERS)
+    return score(records, preds, bootstrap=200, seed=0)
+
+
+def test_score_takes_datasets_directly(splits, records):
+    preds = {q["question_id"]: q["answer"] for r in records for q in (r["positive"], r["negative"])}
+    wh_preds = {qid: answer for qid, answer in preds.items() if qid.startswith("wh_")}
+    one = score(splits["wh"], wh_preds, bootstrap=0)
+    assert one["n_pairs"] == splits["wh"].num_rows and one["overall"]["paired_accuracy"] == 100.0
+    every = score(datasets.DatasetDict(splits), preds, bootstrap=0)
+    assert every["n_pairs"] == len(records) and list(every["settings"]) == list(SETTINGS)
+
+
+# ---------------------------------------------------------------- report
+
+
+def test_report_files(tmp_path, result, sample_build):
+    paths = write_report(result, tmp_path / "rep", title="Demo model")
+    assert [p.name for p in paths] == list(REPORT_FILES)
+    assert all(p.is_file() and p.parent == tmp_path / "rep" for p in paths)
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == sorted(REPORT_FILES)  # no temp files left
+
+    text = (tmp_path / "rep" / "report.json").read_text()
+    data = json.loads(text)
+    assert text == json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    assert data["title"] == "Demo model" and data["parser"] == "strict"
+    assert set(data["settings"]) == set(SETTINGS)
+    counts = sample_build.manifest["counts"]["pairs"]
+    for setting, block in data["settings"].items():
+        assert isinstance(block["n_pairs"], int) and block["n_pairs"] == counts[setting]
+        assert block["paired_accuracy"] == pytest.approx(result["settings"][setting]["paired_accuracy"])
+        assert set(block["by_k"]) == {str(k) for k in result["settings"][setting]["by_k"]}
+        for key in ("question_accuracy", "false_positive_rate", "false_negative_rate", "ci95", "random_baselines",
+                    "by_negated_index", "unparseable"):
+            assert key in block
+    assert data["overall"]["n_pairs"] == sum(counts.values())
+    assert data["counts"]["pairs"] == sum(counts.values()) and data["counts"]["questions"] == 2 * sum(counts.values())
+    assert data["counts"]["pairs_by_setting"] == counts
+    assert data["random_baselines"] == {"uniform": 4.0, "polarity_aware": 6.25}
+
+
+def test_report_json_is_deterministic(tmp_path, result):
+    write_report(result, tmp_path / "a", plots=False)
+    write_report(result, tmp_path / "b", plots=False)
+    for name in ("report.json", "report.md"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["report.json", "report.md"]
+
+
+def test_report_markdown_tables(tmp_path, result):
+    write_report(result, tmp_path, title="Demo model", plots=False)
+    md = (tmp_path / "report.md").read_text()
+    lines = md.splitlines()
+    assert lines[0] == "# Demo model"
+    for setting in (*SETTINGS, "overall"):
+        block = result["overall"] if setting == "overall" else result["settings"][setting]
+        row = f"| {setting} | {block['n_pairs']} | {block['paired_accuracy']:.1f} |"
+        assert any(line.startswith(row) for line in lines), row
+        assert any(line.startswith(row) and line.endswith("| 4.00 | 6.25 |") for line in lines)
+    assert "| k | multi_obj | multi_attr | multi_rel | wh |" in lines
+    k1 = result["settings"]["multi_obj"]["by_k"][1]
+    assert any(line.startswith(f"| 1 | {k1['paired_accuracy']:.1f} (n={k1['n_pairs']}) |") for line in lines)
+    # multi_obj has k up to 6, multi_attr only up to 3
+    assert any(line.startswith("| 6 |") and line.count("–") == 3 for line in lines)
+
+
+def test_report_from_a_json_round_trip_and_official_note(tmp_path, result):
+    reloaded = json.loads((write_report(result, tmp_path / "a", plots=False)[0]).read_text())
+    reloaded["parser"] = "official"
+    write_report(reloaded, tmp_path / "b", plots=False)
+    md = (tmp_path / "b" / "report.md").read_text()
+    assert "`official`" in md and "The answer is B" in md
+    # string keys from JSON still sort as numbers in the by-k table
+    assert md.index("| 2 |") < md.index("| 6 |")
+
+
+def test_report_plots_are_pngs(tmp_path, result):
+    paths = write_report(result, tmp_path)
+    for path in paths[2:]:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+            assert image.size[0] >= 400 and image.size[1] >= 300
+            image.verify()
+
+
+# ---------------------------------------------------------------- exports
+
+
+def read_tsv(path):
+    old = csv.field_size_limit()
+    csv.field_size_limit(1 << 30)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle, delimiter="\t"))
+    finally:
+        csv.field_size_limit(old)
+
+
+def read_csv(path):
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("setting", ["multi_obj", "wh"])
+def test_vlmevalkit_tsv(tmp_path, splits, sample_dir, setting):
+    ds = splits[setting]
+    path = tmp_path / f"{setting}.tsv"
+    assert export_vlmevalkit(ds, path) == 2 * ds.num_rows
+    header = path.read_text(encoding="utf-8").splitlines()[0]
+    assert header.split("\t") == list(VLMEVALKIT_COLUMNS)
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 2 * ds.num_rows + 1
+    rows = read_tsv(path)
+    assert len(rows) == 2 * ds.num_rows
+    assert [int(r["index"]) for r in rows] == list(range(len(rows)))
+    originals = {}
+    for i, record in enumerate(ds["json"]):
+        for row, polarity, short in ((rows[2 * i], "positive", "pos"), (rows[2 * i + 1], "negative", "neg")):
+            q = record[polarity]
+            assert row["category"] == f"{setting}_{short}"
+            assert row["question"] == q["question"]
+            assert [row[letter] for letter in LETTERS] == q["options"]
+            assert row["answer"] == q["answer"]
+            name = record["image_file"]
+            if name not in originals:
+                originals[name] = (sample_dir / "images" / name).read_bytes()
+            assert base64.b64decode(row["image"], validate=True) == originals[name]
+
+
+def test_vlmevalkit_tsv_loads_with_pandas(tmp_path, splits):
+    pd = pytest.importorskip("pandas")
+    path = tmp_path / "all.tsv"
+    n = export_vlmevalkit(datasets.DatasetDict(splits), path)
+    assert n == 2 * sum(ds.num_rows for ds in splits.values())
+    frame = pd.read_csv(path, sep="\t")
+    assert list(frame.columns) == list(VLMEVALKIT_COLUMNS) and len(frame) == n
+    assert list(frame["index"]) == list(range(n))
+    assert set(frame["category"]) == {f"{s}_{p}" for s in SETTINGS for p in ("pos", "neg")}
+
+
+def test_no_field_breaks_the_tsv(tmp_path, records):
+    record = json.loads(json.dumps(records[0]))
+    record["positive"]["question"] = 'Can you see a "cat"\tand\na desk?'
+    record["positive"]["options"][0] = "Yes,\r\nI can\u2028see it\tall."
+    rows = [{"json": record, "jpg": {"bytes": b"\xff\xd8fake-jpeg\t\n", "path": None}}]
+    path = tmp_path / "odd.tsv"
+    assert export_vlmevalkit(rows, path) == 2
+    assert len(path.read_bytes().split(b"\n")) == 4  # header, 2 rows, final newline
+    out = read_tsv(path)
+    assert len(out) == 2 and all(len(r) == len(VLMEVALKIT_COLUMNS) and None not in r for r in out)
+    assert out[0]["question"] == 'Can you see a "cat" and a desk?'
+    assert out[0]["A"] == "Yes,  I can see it all."
+    assert base64.b64decode(out[0]["image"]) == b"\xff\xd8fake-jpeg\t\n"
+
+
+def test_decoded_pil_rows_are_exported_losslessly(tmp_path, splits):
+    rows = [splits["multi_attr"][i] for i in range(2)]  # decoded: PIL images, no original bytes
+    assert isinstance(rows[0]["jpg"], Image.Image)
+    path = tmp_path / "pil.tsv"
+    assert export_vlmevalkit(rows, path) == 4
+    out = read_tsv(path)
+    with Image.open(io.BytesIO(base64.b64decode(out[0]["image"]))) as image:
+        assert image.size == rows[0]["jpg"].size
+        assert image.convert("RGB").tobytes() == rows[0]["jpg"].convert("RGB").tobytes()
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_official_csv(tmp_path, splits, setting):
+    ds = splits[setting]
+    path = tmp_path / f"{setting}.csv"
+    assert export_official_csv(ds, path) == 2 * ds.num_rows
+    rows = read_csv(path)
+    assert list(rows[0]) == list(OFFICIAL_COLUMNS)
+    assert len(rows) == 2 * ds.num_rows
+    for i, record in enumerate(ds["json"]):
+        pos, neg = rows[2 * i], rows[2 * i + 1]
+        assert (pos["qtype"], neg["qtype"]) == (f"{setting}_pos", f"{setting}_neg")
+        assert pos["image"] == neg["image"] == record["image_file"]
+        for row, q in ((pos, record["positive"]), (neg, record["negative"])):
+            assert row["question"] == q["question"]
+            choices = [row[f"choice{j}"] for j in range(1, 6)]
+            assert choices == q["options"]
+            assert choices[int(row["gt_index"])] == q["options"][LETTERS.index(q["answer"])]
+            assert int(row["gt_index"]) == LETTERS.index(q["answer"])
+
+
+def test_official_csv_of_all_splits_and_of_plain_records(tmp_path, splits, records):
+    path = tmp_path / "all.csv"
+    assert export_official_csv(datasets.DatasetDict(splits), path) == 2 * len(records)
+    plain = tmp_path / "plain.csv"
+    export_official_csv([{"json": r} for r in records], plain)
+    assert plain.read_bytes() == path.read_bytes()
+    qtypes = [row["qtype"] for row in read_csv(path)]
+    assert qtypes[0::2] == [f"{r['setting']}_pos" for r in records]
+    assert qtypes[1::2] == [f"{r['setting']}_neg" for r in records]
