@@ -5,6 +5,8 @@
     finer verify DIR
     finer release DIR --to REPO_DIR
     finer publish DIR --repo ORG/NAME [--private] [--dry-run]
+    finer score --dataset DIR_OR_HUB_ID [--revision R] --predictions FILE --out REPORT_DIR [--parser strict|official]
+    finer export DIR --format vlmevalkit|official-csv --out FILE [--setting S]
 
 Exit status: 0 on success, 2 for bad input (the message names file, record and field),
 3 when ``verify`` finds a difference, 4 when a release or publication is refused (existing
@@ -57,7 +59,60 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--repo", required=True, help="dataset repo id, e.g. finer/compre_cap")
     u.add_argument("--private", action="store_true", help="create the repo as private")
     u.add_argument("--dry-run", action="store_true", help="print the plan (files, sizes, tag) and touch nothing")
+
+    s = sub.add_parser("score", help="score a predictions file (paired accuracy and more)")
+    s.add_argument("--dataset", required=True, help="built folder or Hub id, e.g. finer/compre_cap")
+    s.add_argument("--revision", default=None, help="Hub revision, e.g. v1.0.0")
+    s.add_argument("--predictions", type=Path, required=True, help='JSONL: {"question_id": ..., "response": ...} per line')
+    s.add_argument("--out", type=Path, required=True, help="report folder (report.json, report.md, plots)")
+    s.add_argument("--parser", choices=("strict", "official"), default="strict",
+                   help="answer parser: strict (never guesses) or official (FINER's released first-letter parser)")
+    s.add_argument("--setting", action="append", default=None, help="score only this setting (repeatable)")
+    s.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CI (0: none)")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+    x = sub.add_parser("export", help="export questions for other evaluation tools")
+    x.add_argument("dir", help="built folder or Hub id")
+    x.add_argument("--format", required=True, choices=("vlmevalkit", "official-csv"))
+    x.add_argument("--out", type=Path, required=True, help="output file (.tsv or .csv)")
+    x.add_argument("--setting", action="append", default=None, help="export only this setting (repeatable)")
+    x.add_argument("--revision", default=None, help="Hub revision")
     return p
+
+
+def _load_pairs(dataset: str, revision: str | None, settings: list[str] | None):
+    import datasets
+
+    from .pairs import SETTINGS
+
+    datasets.disable_progress_bars()
+    names = settings or list(SETTINGS)
+    return {name: datasets.load_dataset(dataset, split=name, revision=revision) for name in names}
+
+
+def _score(args: argparse.Namespace) -> int:
+    from .report import write_report
+    from .scoring import load_predictions, score
+
+    splits = _load_pairs(args.dataset, args.revision, args.setting)
+    records = [record for split in splits.values() for record in split["json"]]
+    result = score(records, load_predictions(args.predictions), parser=args.parser, bootstrap=args.bootstrap, seed=args.seed)
+    written = write_report(result, args.out, title=f"FINER evaluation: {args.dataset}")
+    for name, block in result["settings"].items():
+        print(f"{name:>10}: paired accuracy {block['paired_accuracy']:.1f}% over {block['n_pairs']} pairs")
+    print(f"report: {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_official_csv, export_vlmevalkit
+
+    splits = _load_pairs(args.dir, args.revision, args.setting)
+    rows = (row for split in splits.values() for row in split)
+    writer = export_vlmevalkit if args.format == "vlmevalkit" else export_official_csv
+    n = writer(rows, args.out)
+    print(f"wrote {n} questions to {args.out}")
+    return 0
 
 
 def _canonical_command(args: argparse.Namespace) -> list[str]:
@@ -133,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return {"build": _build, "verify": _verify, "release": _release, "publish": _publish}[args.command](args)
+        commands = {"build": _build, "verify": _verify, "release": _release, "publish": _publish,
+                    "score": _score, "export": _export}
+        return commands[args.command](args)
     except FinerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -28,6 +28,8 @@ from ._text import join_list
 
 __all__ = [
     "LETTERS",
+    "INSTRUCTION",
+    "prompt_text",
     "QUESTION_TEMPLATE",
     "YES_TEMPLATE",
     "NO_TEMPLATE",
@@ -39,6 +41,7 @@ __all__ = [
 ]
 
 LETTERS = "ABCDE"
+INSTRUCTION = "Please answer with a single capital letter (A, B, C, D, or E)."
 QUESTION_TEMPLATE = "Can you see {X} in this image?"
 YES_TEMPLATE = "Yes, I can see {Y} in this image."
 NO_TEMPLATE = "No, but I can see {Z} in this image."
@@ -63,12 +66,9 @@ class MCQ:
             "answer": self.answer,
         }
 
-    def prompt(self, instruction: str = "Please answer with a single capital letter (A, B, C, D, or E).") -> str:
+    def prompt(self, instruction: str = INSTRUCTION) -> str:
         """The text a model sees: question, lettered options, instruction (paper, section D)."""
-        lines = [self.question, *(f"{letter}. {text}" for letter, text in zip(LETTERS, self.options))]
-        if instruction:
-            lines.append(instruction)
-        return "\n".join(lines)
+        return prompt_text(self.question, self.options, instruction)
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,14 @@ class MCQPair:
             "positive": self.positive.to_dict(),
             "negative": self.negative.to_dict(),
         }
+
+
+def prompt_text(question: str, options: Sequence[str], instruction: str = INSTRUCTION) -> str:
+    """Question, then ``A. option`` lines, then the instruction (paper, section D)."""
+    lines = [question, *(f"{letter}. {text}" for letter, text in zip(LETTERS, options))]
+    if instruction:
+        lines.append(instruction)
+    return "\n".join(lines)
 
 
 def _shuffled_mcq(

@@ -1,0 +1,55 @@
+"""`finer score` and `finer export` from the command line."""
+
+import csv
+import json
+
+import datasets
+
+from finer_datasets import SETTINGS
+from finer_datasets.cli import main
+
+
+def write_predictions(path, sample_build, answer):
+    with open(path, "w") as f:
+        for setting in SETTINGS:
+            for record in datasets.load_dataset(str(sample_build.out), split=setting)["json"]:
+                for polarity in ("positive", "negative"):
+                    q = record[polarity]
+                    f.write(json.dumps({"question_id": q["question_id"], "response": answer(q)}) + "\n")
+
+
+def test_score_oracle_and_always_yes(sample_build, tmp_path, capsys):
+    oracle = tmp_path / "oracle.jsonl"
+    write_predictions(oracle, sample_build, lambda q: f"The answer is {q['answer']}.")
+    assert main(["score", "--dataset", str(sample_build.out), "--predictions", str(oracle), "--out", str(tmp_path / "r1")]) == 0
+    report = json.loads((tmp_path / "r1" / "report.json").read_text())
+    assert all(report["settings"][s]["paired_accuracy"] == 100.0 for s in SETTINGS)
+    # the official parser reads "The answer is B." as "E": published-number compatibility, flaws included
+    assert main(["score", "--dataset", str(sample_build.out), "--predictions", str(oracle), "--out", str(tmp_path / "r2"),
+                 "--parser", "official"]) == 0
+    official = json.loads((tmp_path / "r2" / "report.json").read_text())
+    assert official["settings"]["multi_obj"]["paired_accuracy"] < 100.0
+    yes = tmp_path / "yes.jsonl"
+    write_predictions(yes, sample_build, lambda q: "ABCDE"[q["option_types"].index("affirm")])
+    assert main(["score", "--dataset", str(sample_build.out), "--predictions", str(yes), "--out", str(tmp_path / "r3")]) == 0
+    always_yes = json.loads((tmp_path / "r3" / "report.json").read_text())["settings"]["multi_obj"]
+    assert always_yes["paired_accuracy"] == 0.0 and always_yes["false_positive_rate"] == 100.0
+    assert "multi_obj" in capsys.readouterr().out
+
+
+def test_score_rejects_incomplete_predictions(sample_build, tmp_path, capsys):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"question_id": "nope", "response": "A"}) + "\n")
+    assert main(["score", "--dataset", str(sample_build.out), "--predictions", str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and "unknown" in err
+    assert not (tmp_path / "r" / "report.json").exists()
+
+
+def test_export_official_csv(sample_build, tmp_path):
+    out = tmp_path / "wh.csv"
+    assert main(["export", str(sample_build.out), "--format", "official-csv", "--out", str(out), "--setting", "wh"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    n = sample_build.manifest["counts"]["pairs"]["wh"]
+    assert len(rows) == 2 * n
+    assert [r["qtype"] for r in rows[:2]] == ["wh_pos", "wh_neg"]

@@ -1,0 +1,162 @@
+"""Model engines on tiny offline VLMs: prefix reuse is exact, engines agree, baseline script resumes."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from finer_datasets.engines import LETTERS, Question, VisionLanguageModel, full_logits, prefix_cache, suffix_logits
+
+from tiny_vlm import tiny_llava, tiny_qwen25_vl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "baselines"))
+import score as score_script  # noqa: E402
+
+PROMPT = "Can you see {}?\nA. Yes\nB. No, but cat\nC. No, but dog\nD. No, but owl\nE. No, but fox\n" \
+         "Please answer with a single capital letter (A, B, C, D, or E)."
+
+
+@pytest.fixture(scope="module")
+def llava():
+    model, processor = tiny_llava()
+    return VisionLanguageModel(model, processor, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def questions(sample_dir):
+    from PIL import Image
+
+    images = sorted((sample_dir / "images").glob("*.jpg"))[:2]
+    out = []
+    for image_path in images:
+        image = Image.open(image_path).convert("RGB")
+        for i, thing in enumerate(["cat", "a red kite and a striped ball", "tree", "the house with a blue door"]):
+            out.append(Question(f"{image_path.stem}_{i}", image_path.stem, image, PROMPT.format(thing)))
+    return out
+
+
+def test_prefix_reuse_equals_full_forward_llava(llava, questions):
+    group = questions[:4]
+    prefix_text, _ = llava.split_prompt(group[0].prompt)
+    prefix = llava._inputs(prefix_text, group[0].image)
+    suffixes = [llava.tokenizer.encode(llava.split_prompt(q.prompt)[1], add_special_tokens=False) for q in group]
+    assert len({len(s) for s in suffixes}) > 1  # right padding is exercised
+    cache, _ = prefix_cache(llava.model, prefix)
+    reused = suffix_logits(llava.model, cache, suffixes, pad_id=llava.pad_id)
+    for row, suffix in enumerate(suffixes):
+        reference = full_logits(llava.model, llava._concat(prefix, suffix))[0]
+        assert torch.allclose(reused[row], reference, atol=1e-5), (reused[row] - reference).abs().max()
+    assert (reused[0] - reused[1]).abs().max() > 1e-4  # different questions, different logits
+    # the cache is left untouched: reusing it again gives the same numbers
+    again = suffix_logits(llava.model, cache, suffixes[:1], pad_id=llava.pad_id)
+    assert torch.allclose(again[0], reused[0], atol=1e-6)
+
+
+def test_letters_engine_with_and_without_reuse(llava, questions):
+    reused = list(llava.letters(questions, batch_size=3))
+    plain = list(llava.letters(questions, reuse_prefix=False))
+    assert [q for q, _, _ in reused] == [q.question_id for q in questions]
+    for (qid, letter, probs), (_, letter2, probs2) in zip(reused, plain):
+        assert letter == letter2 and abs(sum(probs) - 1) < 1e-5
+        assert max(abs(a - b) for a, b in zip(probs, probs2)) < 1e-5
+
+
+def test_prefix_reuse_with_multimodal_rotary_positions():
+    model, ids = tiny_qwen25_vl()
+    vision = model.config.vision_config
+    grid = torch.tensor([[1, 4, 6]])
+    n_image = int(grid.prod()) // vision.spatial_merge_size ** 2
+    torch.manual_seed(1)
+    pixels = torch.randn(int(grid.prod()), vision.in_chans * vision.temporal_patch_size * vision.patch_size ** 2)
+    prefix_ids = torch.tensor([[5, 6, 7, ids["vision_start"], *[ids["image"]] * n_image, ids["vision_end"], 8]])
+    mm = (prefix_ids == ids["image"]).int()
+    prefix = {"input_ids": prefix_ids, "attention_mask": torch.ones_like(prefix_ids), "pixel_values": pixels,
+              "image_grid_thw": grid, "mm_token_type_ids": mm}
+    cache, _ = prefix_cache(model, prefix)
+    assert int(model.model.rope_deltas.abs().sum()) > 0  # text positions after the image are shifted
+    suffixes = [[10, 11, 12, 13], [20, 21], [30, 31, 32, 33, 34, 35]]
+    reused = suffix_logits(model, cache, suffixes, pad_id=0)
+    for row, suffix in enumerate(suffixes):
+        extra = torch.tensor([suffix])
+        full = {**prefix, "input_ids": torch.cat([prefix_ids, extra], 1),
+                "attention_mask": torch.ones(1, prefix_ids.shape[1] + len(suffix), dtype=torch.long),
+                "mm_token_type_ids": torch.cat([mm, torch.zeros_like(extra, dtype=mm.dtype)], 1)}
+        assert torch.allclose(reused[row], full_logits(model, full)[0], atol=1e-5)
+    # control: with plain 1-D positions (no rope deltas) the logits would differ
+    model.model.rope_deltas = torch.zeros_like(model.model.rope_deltas)
+    wrong = suffix_logits(model, cache, suffixes[:1], pad_id=0)
+    assert (wrong[0] - reused[0]).abs().max() > 1e-4
+
+
+def test_engines_agree_when_generate_starts_with_a_letter(questions):
+    model, processor = tiny_llava(seed=3)
+    vlm = VisionLanguageModel(model, processor, device="cpu")
+    with torch.no_grad():  # make letters likely first tokens, so the comparison is not vacuous
+        model.lm_head.weight[vlm.letter_ids] *= 40
+    letters = {qid: letter for qid, letter, _ in vlm.letters(questions)}
+    compared = 0
+    for qid, _, first in vlm.generate(questions, max_new_tokens=1):
+        if first in vlm.letter_ids:
+            assert letters[qid] == LETTERS[vlm.letter_ids.index(first)]
+            compared += 1
+    assert compared >= len(questions) // 2
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-llava")
+    model, processor = tiny_llava()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def run_args(saved_model, sample_build, out, engine, *extra):
+    return score_script.parse_args(["--model", str(saved_model), "--dataset", str(sample_build.out), "--engine", engine,
+                                    "--out", str(out), "--limit", "3", "--device", "cpu", "--dtype", "float32", *extra])
+
+
+@pytest.mark.parametrize("engine", ["generate", "letters"])
+def test_baseline_script_end_to_end(saved_model, sample_build, tmp_path, engine):
+    result = score_script.main(run_args(saved_model, sample_build, tmp_path, engine))
+    lines = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == len({line["question_id"] for line in lines}) == 4 * 3 * 2
+    assert set(result["settings"]) == {"multi_obj", "multi_attr", "multi_rel", "wh"}
+    assert (tmp_path / "report.json").is_file() and (tmp_path / "accuracy_by_k.png").is_file()
+    if engine == "letters":
+        assert all(len(line["probs"]) == 5 and line["response"] in LETTERS for line in lines)
+
+
+class CountingModel:
+    """Wraps a VisionLanguageModel and counts the questions it is asked."""
+
+    def __init__(self, vlm):
+        self.vlm, self.asked = vlm, []
+
+    def letters(self, questions, **kwargs):
+        questions = list(questions)
+        self.asked += [q.question_id for q in questions]
+        return self.vlm.letters(questions, **kwargs)
+
+
+def test_baseline_script_resumes_without_recomputing(saved_model, sample_build, tmp_path, llava):
+    args = run_args(saved_model, sample_build, tmp_path, "letters")
+    score_script.main(args)
+    path = tmp_path / "predictions.jsonl"
+    complete = path.read_text().splitlines()
+    path.write_text("\n".join(complete[:5]) + "\n" + complete[5][:20])  # crash in the middle of line 6
+    counting = CountingModel(VisionLanguageModel.from_pretrained(str(saved_model), dtype="float32", device="cpu"))
+    score_script.main(args, vlm=counting)
+    resumed = path.read_text().splitlines()
+    assert resumed[:5] == complete[:5]
+    assert len(counting.asked) == len(complete) - 5
+    assert sorted(resumed) == sorted(complete)
+
+
+def test_config_file_and_flags(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("model: some/model\nengine: letters\nbatch_size: 8\nsettings: [wh]\n")
+    args = score_script.parse_args(["--config", str(config), "--batch_size", "4"])
+    assert (args.model, args.engine, args.batch_size, args.settings) == ("some/model", "letters", 4, ["wh"])
