@@ -13,7 +13,8 @@ Public API (importing this package is light: no torch, no ``datasets`` until you
     parse_answer, score
     # errors (see finer_datasets._errors for the tree)
     FinerError, SourceError, NegativesError, StrictModeError, RecordValidationError, VerificationError,
-    PredictionsError
+    PredictionsError, LLMError, TranscriptMissError
+    # LLM/MLLM stages: finer_datasets.llm (imported on demand)
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from typing import Any
 
 from ._errors import (
     FinerError,
+    LLMError,
     NegativesError,
     PredictionsError,
     RecordValidationError,
     SourceError,
     StrictModeError,
+    TranscriptMissError,
     VerificationError,
 )
 from ._version import __version__
@@ -42,7 +45,7 @@ __all__ = [
     "NegativesProvider", "LexicalNegatives", "PrecomputedNegatives",
     "build", "get_builder", "verify", "load_finer", "flatten_pairs",
     "FinerError", "SourceError", "NegativesError", "StrictModeError", "RecordValidationError", "VerificationError",
-    "PredictionsError", "parse_answer", "score",
+    "PredictionsError", "LLMError", "TranscriptMissError", "parse_answer", "score",
 ]
 
 _LAZY = {

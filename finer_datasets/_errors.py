@@ -8,6 +8,8 @@ Every error the package raises on purpose derives from one base class::
     │   └── StrictModeError        a skippable content problem, raised because of ``--strict``
     ├── PredictionsError           predictions that cannot be scored (bad file; missing, duplicate
     │                              or unknown question ids)
+    ├── LLMError                   a model backend that failed for good (after retries / re-asks)
+    │   └── TranscriptMissError    ``--replay``: a request whose answer is not in the transcript
     ├── RecordValidationError      a record that does not match its JSON Schema (never written)
     └── VerificationError          a built folder that differs from its manifest
 
@@ -25,6 +27,8 @@ __all__ = [
     "NegativesError",
     "StrictModeError",
     "PredictionsError",
+    "LLMError",
+    "TranscriptMissError",
     "RecordValidationError",
     "VerificationError",
 ]
@@ -78,6 +82,16 @@ class RecordValidationError(FinerError):
         self.message = message
         where = f"record {key}: " if key else ""
         super().__init__(f"{where}{schema}: {path or '<root>'}: {message}")
+
+
+class LLMError(FinerError):
+    """A model backend that failed for good: retries and re-asks exhausted, or a bad answer."""
+
+    exit_code = 5
+
+
+class TranscriptMissError(LLMError):
+    """Replay mode: the transcript holds no answer for a request (nothing is sent to a model)."""
 
 
 class VerificationError(FinerError):

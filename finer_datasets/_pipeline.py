@@ -39,6 +39,7 @@ DEFAULT_MAX_SAMPLES = 10_000
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 SCENE_GRAPHS = "scene_graphs.jsonl"
 REPORT = "build_report.json"
+TRANSCRIPT = "transcript.jsonl"
 CARD = "README.md"
 
 
@@ -74,11 +75,15 @@ def build(
     command: Sequence[str] | None = None,
     repo_id: str | None = None,
     progress: bool | None = None,
+    llm: Any = None,
 ) -> BuildResult:
     """Build ``builder``'s dataset from ``source`` into the folder ``out`` (a Hub dataset repo).
 
     ``negatives`` is a provider, a path to a ``finer-negatives/1`` file, or ``None`` for the
-    offline lexical generator. ``command`` is recorded in the card as the command that built it.
+    offline lexical generator (or the LLM, when ``llm`` is given). ``llm`` is an
+    :class:`finer_datasets.llm.LLMRun`: its stages rewrite attributes, propose (and filter)
+    negatives and write Wh questions, and the answers it used are exported as
+    ``transcript.jsonl``. ``command`` is recorded in the card as the command that built it.
     """
     source, out = Path(source), Path(out)
     if out.exists() and not overwrite:
@@ -87,10 +92,18 @@ def build(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the result is a normal folder
     try:
-        result = _build_into(
-            builder, source, tmp, seed=seed, provider=_provider(negatives), strict=strict,
-            max_samples=max_samples, max_bytes=max_bytes, command=command, repo_id=repo_id, progress=progress,
-        )
+        provider = _provider(negatives) if negatives is not None or llm is None or llm.negatives is None else llm.negatives
+        previous_rewriter = getattr(builder, "attribute_rewriter", None)
+        if llm is not None and llm.rewriter is not None:
+            builder.attribute_rewriter = llm.rewriter
+        try:
+            result = _build_into(
+                builder, source, tmp, seed=seed, provider=provider, strict=strict, max_samples=max_samples,
+                max_bytes=max_bytes, command=command, repo_id=repo_id, progress=progress, llm=llm,
+            )
+        finally:
+            if llm is not None and llm.rewriter is not None:
+                builder.attribute_rewriter = previous_rewriter
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             out.rename(old / "previous")
@@ -142,6 +155,7 @@ def _write_image(
     provider: NegativesProvider,
     report: BuildReport,
     timings: Counter[str],
+    wh_templates: dict | None = None,
 ) -> None:
     """Negatives, pairs, validation and shard writing for one image."""
     t = time.perf_counter()
@@ -159,7 +173,8 @@ def _write_image(
     timings["negatives"] += time.perf_counter() - t
 
     t = time.perf_counter()
-    pairs, skipped = pairs_for_image(graph, negs, seed=seed, key=image.key, limits=builder.limits)
+    pairs, skipped = pairs_for_image(graph, negs, seed=seed, key=image.key, limits=builder.limits,
+                                     wh_templates=wh_templates)
     for reason, detail in skipped:
         report.skip(reason, path=image.annotation_file, record=image.image_id, detail=detail)
     records = [
@@ -199,12 +214,22 @@ def _build_into(
     command: Sequence[str] | None,
     repo_id: str | None,
     progress: bool | None,
+    llm: Any,
 ) -> BuildResult:
     timings: Counter[str] = Counter()
     t0 = time.perf_counter()
     report = BuildReport(strict=strict, root=source)
     images = builder.read_source(source, report)
     timings["read_source"] += time.perf_counter() - t0
+    t = time.perf_counter()
+    prepare = getattr(provider, "prepare", None)
+    if prepare is not None:  # e.g. LLM negatives: all prompts at once, before the per-image loop
+        prepare(images)
+    wh_templates = {}
+    if llm is not None and llm.wh is not None:
+        llm.wh.prepare(images)
+        wh_templates = {image.image_id: llm.wh.for_image(image.image_id) for image in images}
+    timings["llm"] += time.perf_counter() - t
 
     tally = _Tally()
     with contextlib.ExitStack() as stack:
@@ -215,7 +240,8 @@ def _build_into(
             for s in SETTINGS
         }
         for image in tqdm(images, desc=f"build {builder.name}", unit="img", disable=None if progress is None else not progress):
-            _write_image(builder, image, writers, tally, seed=seed, provider=provider, report=report, timings=timings)
+            _write_image(builder, image, writers, tally, seed=seed, provider=provider, report=report, timings=timings,
+                         wh_templates=wh_templates.get(image.image_id))
         t = time.perf_counter()
         # an empty split still gets one (empty) shard, so every configured split loads
         shards = {setting: writer.close(keep_empty=True) for setting, writer in writers.items()}
@@ -226,6 +252,11 @@ def _build_into(
     (root / SCENE_GRAPHS).write_bytes(b"\n".join(graph_lines) + (b"\n" if graph_lines else b""))
     report_doc = {"skips": report.skip_counts(), "fixes": dict(sorted(report.fixes.items())), "skipped": report.skips}
     (root / REPORT).write_text(json.dumps(report_doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    llm_block = None
+    if llm is not None:
+        entries = llm.store.export(llm.used_keys(), root / TRANSCRIPT)
+        llm_block = llm.manifest(entries)
+        logger.info("LLM usage %s; on the wire this run: %s", llm_block["usage"], llm.live())
     timings["write"] += time.perf_counter() - t
 
     pairs = {s: sum(pairs_by_k[s].values()) for s in SETTINGS}
@@ -242,12 +273,14 @@ def _build_into(
     t = time.perf_counter()
     columns = tuple(sorted(tally.image_columns)) or ("jpg",)
     shard_bytes = {s: sum(shard.size for shard in shards[s]) for s in SETTINGS}
-    card = _card(builder, counts, columns, shard_bytes, seed, provider, command, repo_id)
+    card = _card(builder, counts, columns, shard_bytes, seed, provider, command, repo_id, llm_block)
     (root / CARD).write_text(card, encoding="utf-8")
     timings["card"] += time.perf_counter() - t
 
     t = time.perf_counter()
     files = [file_entry(root, CARD), file_entry(root, REPORT), file_entry(root, SCENE_GRAPHS)]
+    if llm_block is not None:
+        files.append(file_entry(root, TRANSCRIPT))
     for setting in SETTINGS:
         for shard in shards[setting]:
             files.append({"path": f"data/{shard.path}", "sha256": shard.sha256, "size": shard.size,
@@ -263,12 +296,43 @@ def _build_into(
         "negatives": {"kind": provider.kind, "fingerprint": provider.fingerprint()},
         "sources": [fingerprint_files(name, source, paths) for name, paths in builder.source_files(source)],
         "counts": counts,
+        "llm": llm_block,
         "files": sorted(files, key=lambda f: f["path"]),
     }
     write_manifest(root, manifest)
     timings["manifest"] += time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     return BuildResult(out=root, manifest=manifest, report=report, timings=dict(timings))
+
+
+def _models_text(provider: NegativesProvider, llm_block: dict[str, Any] | None) -> str:
+    if llm_block is None:
+        return ("none: attributes rewritten and relations parsed by rules, negatives from the offline lexical generator"
+                if provider.kind == "lexical" else "none; negatives from a precomputed file (see its fingerprint)")
+    stages = {"negatives": "negatives", "rewrite": "attribute rewriting", "wh": "Wh questions"}
+    text = f"LLM `{llm_block['model']}` ({', '.join(stages[s] for s in llm_block['stages'])})"
+    if llm_block["mllm"]:
+        text += f"; MLLM discriminator `{llm_block['mllm']['model']}` ({llm_block['mllm']['kind']})"
+    filt = llm_block.get("entropy_filter")
+    if filt:
+        rows = "\n".join(
+            f"  | {level} | {v['theta']} | {v['count']} | {v['regenerated']} | "
+            f"{'-' if v['discriminator_accuracy'] is None else v['discriminator_accuracy']} |"
+            for level, v in filt["levels"].items())
+        text += ("\n\n  Entropy filter (up to " + str(filt["rounds"]) + " rounds; cf. Tables 7 and 8 of the paper):\n\n"
+                 "  | level | θ | count | regenerated | discriminator accuracy (%) |\n  |---|---|---|---|---|\n" + rows)
+    usage = llm_block["usage"]
+    text += (f"\n\n  Usage: {usage['requests']} requests, {usage['unique_prompts']} unique prompts, "
+             f"{usage['cache_hits']} cache hits, {usage['prompt_tokens']} prompt + {usage['completion_tokens']} completion tokens")
+    return text
+
+
+def _transcript_text(llm_block: dict[str, Any] | None) -> str:
+    if llm_block is None:
+        return "none (no LLM calls)"
+    return (f"`transcript.jsonl` ({llm_block['transcript']['entries']} entries: every model answer this build used, "
+            "keyed by sha256 of backend, model, prompt and parameters); "
+            "`finer build ... --replay transcript.jsonl` rebuilds this folder byte for byte with no model access")
 
 
 def _card(
@@ -280,6 +344,7 @@ def _card(
     provider: NegativesProvider,
     command: Sequence[str] | None,
     repo_id: str | None,
+    llm_block: dict[str, Any] | None = None,
 ) -> str:
     rows = []
     for setting in SETTINGS:
@@ -308,9 +373,8 @@ def _card(
         "images": counts["images"],
         "repo_id": repo_id or f"finer/{builder.name}",
         "tag": f"v{builder.version}",
-        "models": "none: attributes rewritten and relations parsed by rules, negatives from the offline lexical generator"
-        if provider.kind == "lexical" else "negatives from a precomputed file (see its fingerprint)",
-        "transcript": "none (no LLM calls)",
+        "models": _models_text(provider, llm_block),
+        "transcript": _transcript_text(llm_block),
         "negatives_fingerprint": provider.fingerprint(),
         "image_column": image_columns[0],
         "stats_rows": "\n".join(rows),

@@ -46,6 +46,25 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--shard-bytes", type=int, default=None, help="max bytes per shard (default 512 MiB)")
     b.add_argument("--repo-id", default=None, help="Hub repo id shown in the card's examples (default finer/<dataset>)")
     b.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    g = b.add_argument_group("LLM and MLLM stages (default: none; the offline lexical generator makes the negatives)")
+    g.add_argument("--llm-base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, Ollama, ...)")
+    g.add_argument("--llm-model", help="model name sent to the endpoint")
+    g.add_argument("--llm-api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key (never logged)")
+    g.add_argument("--llm-stages", default="negatives,rewrite,wh", help="comma list of: negatives, rewrite, wh")
+    g.add_argument("--llm-concurrency", type=int, default=8, help="concurrent requests (default 8)")
+    g.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    g.add_argument("--llm-max-retries", type=int, default=6, help="retries on 429/5xx/connection errors (default 6)")
+    g.add_argument("--mllm-base-url", help="OpenAI-compatible vision endpoint returning logprobs (entropy filter)")
+    g.add_argument("--mllm-model", help="discriminator model name (with --mllm-base-url) ...")
+    g.add_argument("--mllm-local", help="... or a Hugging Face model id/folder run locally with the letters engine")
+    g.add_argument("--mllm-api-key-env", default="OPENAI_API_KEY", help="environment variable holding the MLLM API key")
+    g.add_argument("--mllm-rounds", type=int, default=3, help="max regeneration rounds per element (default 3)")
+    g.add_argument("--theta-obj", type=float, default=None, help="entropy threshold for objects (default: the paper's)")
+    g.add_argument("--theta-attr", type=float, default=None, help="entropy threshold for attributes")
+    g.add_argument("--theta-rel", type=float, default=None, help="entropy threshold for relations")
+    g.add_argument("--transcript", type=Path, help="SQLite transcript to record into/answer from (default: OUT.transcript.sqlite)")
+    g.add_argument("--replay", type=Path, help="answer every model request from this transcript (.sqlite or .jsonl; "
+                   "'sample' = the sample's bundled one); no model access")
 
     v = sub.add_parser("verify", help="re-hash a built folder against its manifest")
     v.add_argument("dir", type=Path)
@@ -115,8 +134,9 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _canonical_command(args: argparse.Namespace) -> list[str]:
-    """The build command as recorded in the card: no local paths, so builds stay reproducible."""
+def _canonical_command(args: argparse.Namespace, llm: object = None) -> list[str]:
+    """The build command as recorded in the card: no local paths or URLs, so builds stay
+    reproducible (a replayed build records the same command as the recorded one)."""
     cmd = ["finer", "build", args.dataset]
     cmd += ["--sample"] if args.sample else ["--source", args.source.resolve().name or "SOURCE"]
     cmd += ["--out", "OUT", "--seed", str(args.seed)]
@@ -124,7 +144,59 @@ def _canonical_command(args: argparse.Namespace) -> list[str]:
         cmd += ["--negatives", args.negatives.name]
     if args.strict:
         cmd.append("--strict")
+    if llm is not None:
+        config = llm.config
+        cmd += ["--llm-base-url", "URL", "--llm-model", config["llm"]["model"], "--llm-stages", ",".join(config["stages"])]
+        mllm = config.get("mllm")
+        if mllm and mllm["kind"] == "hf-letters":
+            cmd += ["--mllm-local", mllm["model"]]
+        elif mllm:
+            cmd += ["--mllm-base-url", "URL", "--mllm-model", mllm["model"]]
+        if mllm and config.get("thresholds"):
+            t = config["thresholds"]
+            cmd += ["--mllm-rounds", str(config["rounds"]), "--theta-obj", str(t["object"]),
+                    "--theta-attr", str(t["attribute"]), "--theta-rel", str(t["relation"])]
     return cmd
+
+
+def _llm_run(args: argparse.Namespace, builder: object):
+    """The LLM set-up asked for on the command line (``None`` for a purely offline build)."""
+    from .llm import COMPRE_CAP_THRESHOLDS, LLMConfig, LLMRun, Thresholds, TranscriptStore
+
+    if args.replay:
+        replay = args.replay
+        if str(replay) == "sample":
+            if not args.sample:
+                raise FinerError("--replay sample goes with --sample (it is the sample's bundled transcript)")
+            replay = builder.sample_dir() / "transcript.jsonl"
+        return LLMRun.replay(replay, seed=args.seed)
+    if not (args.llm_base_url or args.llm_model):
+        if args.mllm_base_url or args.mllm_model or args.mllm_local:
+            raise FinerError("the MLLM entropy filter needs an LLM to regenerate negatives: add --llm-base-url and --llm-model")
+        return None
+    if not (args.llm_base_url and args.llm_model):
+        raise FinerError("--llm-base-url and --llm-model go together")
+    stages = tuple(s.strip() for s in args.llm_stages.split(",") if s.strip())
+    unknown = set(stages) - {"negatives", "rewrite", "wh"}
+    if unknown:
+        raise FinerError(f"unknown --llm-stages {sorted(unknown)}: use negatives, rewrite, wh")
+    llm = LLMConfig(base_url=args.llm_base_url, model=args.llm_model, api_key_env=args.llm_api_key_env,
+                    concurrency=args.llm_concurrency, timeout=args.llm_timeout, max_retries=args.llm_max_retries)
+    mllm = None
+    if args.mllm_base_url or args.mllm_model:
+        if not (args.mllm_base_url and args.mllm_model):
+            raise FinerError("--mllm-base-url and --mllm-model go together")
+        mllm = LLMConfig(base_url=args.mllm_base_url, model=args.mllm_model, api_key_env=args.mllm_api_key_env,
+                         concurrency=args.llm_concurrency, timeout=args.llm_timeout, max_retries=args.llm_max_retries)
+    defaults = getattr(builder, "entropy_thresholds", None) or vars(COMPRE_CAP_THRESHOLDS)
+    thresholds = None
+    if mllm is not None or args.mllm_local:
+        thresholds = Thresholds(object=args.theta_obj if args.theta_obj is not None else defaults["object"],
+                                attribute=args.theta_attr if args.theta_attr is not None else defaults["attribute"],
+                                relation=args.theta_rel if args.theta_rel is not None else defaults["relation"])
+    transcript = args.transcript or args.out.with_name(args.out.name + ".transcript.sqlite")
+    return LLMRun.create(TranscriptStore(transcript), llm=llm, stages=stages, mllm=mllm, mllm_local=args.mllm_local,
+                         thresholds=thresholds, rounds=args.mllm_rounds, seed=args.seed)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -133,6 +205,7 @@ def _build(args: argparse.Namespace) -> int:
 
     builder = get_builder(args.dataset)
     source = builder.sample_dir() if args.sample else args.source
+    llm = _llm_run(args, builder)
     result = build_module.build(
         builder,
         source=source,
@@ -143,9 +216,10 @@ def _build(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         max_samples=args.shard_samples or build_module.DEFAULT_MAX_SAMPLES,
         max_bytes=args.shard_bytes or build_module.DEFAULT_MAX_BYTES,
-        command=_canonical_command(args),
+        command=_canonical_command(args, llm),
         repo_id=args.repo_id,
         progress=False if args.no_progress else None,
+        llm=llm,
     )
     counts = result.manifest["counts"]
     pairs = ", ".join(f"{s} {n}" for s, n in counts["pairs"].items())

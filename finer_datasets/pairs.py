@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 from ._text import join_list
 from .lexicon import strip_copula
@@ -59,10 +59,14 @@ def pairs_for_image(
     seed: int,
     key: str,
     limits: KLimits = KLimits(),
+    wh_templates: Mapping[tuple[str, str], str] | None = None,
 ) -> tuple[list[MCQPair], list[tuple[str, str]]]:
     """All pairs of one image, sorted by pair id, and the skipped slots as ``(reason, detail)``.
 
-    ``key`` is the image's id as used in pair ids (no dots). Pure: depends only on the arguments.
+    ``key`` is the image's id as used in pair ids (no dots). ``wh_templates`` maps
+    ``(relation id, "subject" | "object")`` to a Wh question written elsewhere (an LLM) with the
+    context object as ``[CONTEXT]``; without one, rule-based templates are used. Pure: depends
+    only on the arguments.
     """
     skips: list[tuple[str, str]] = []
     pairs: list[MCQPair] = []
@@ -119,7 +123,7 @@ def pairs_for_image(
 
     # wh
     for rel in graph.relations:
-        pair = _wh_for_relation(graph, rel, negatives, seed=seed, key=key)
+        pair = _wh_for_relation(graph, rel, negatives, seed=seed, key=key, templates=wh_templates or {})
         if pair is None:
             skips.append(("wh_no_context_attribute", f"{rel.id}: no answerable target with an attributed context"))
         else:
@@ -137,7 +141,8 @@ def _prefixed(prefix: str) -> Callable[[list[str]], str]:
 
 
 def _wh_for_relation(
-    graph: SceneGraph, rel: SGRelation, negatives: dict[str, tuple[str, ...]], *, seed: int, key: str
+    graph: SceneGraph, rel: SGRelation, negatives: dict[str, tuple[str, ...]], *, seed: int, key: str,
+    templates: Mapping[tuple[str, str], str],
 ) -> MCQPair | None:
     subject, obj = graph.object(rel.subject), graph.object(rel.object)
     if subject.name.lower() == obj.name.lower():
@@ -147,13 +152,19 @@ def _wh_for_relation(
     def attrs(o: SGObject) -> list[str]:
         return [a.id for a in o.attributes if a.id in negatives]
 
+    def written(side: str) -> Callable[[str], str] | None:
+        template = templates.get((rel.id, side))
+        return (lambda d, t=template: t.replace("[CONTEXT]", d)) if template else None
+
     options: list[tuple[SGObject, SGObject, Callable[[str], str]]] = []
     # ask about the subject; the object (with its attributes) is the context
     if subject.id in negatives and attrs(obj):
-        options.append((subject, obj, lambda d, p=rel.predicate: f"What {p} the {d}?"))
-    # ask about the object; needs a copula predicate ("What is the cat ... lying on?")
-    if copula and obj.id in negatives and attrs(subject):
-        options.append((obj, subject, lambda d, c=copula.strip(), core=core: f"What {c} the {d} {core}?"))
+        options.append((subject, obj, written("subject") or (lambda d, p=rel.predicate: f"What {p} the {d}?")))
+    # ask about the object; the rule-based form needs a copula ("What is the cat ... lying on?")
+    question = written("object") or (
+        (lambda d, c=copula.strip(), core=core: f"What {c} the {d} {core}?") if copula else None)
+    if question and obj.id in negatives and attrs(subject):
+        options.append((obj, subject, question))
     if not options:
         return None
     pair_id = f"wh_{key}_{rel.id}"

@@ -160,3 +160,27 @@ def test_config_file_and_flags(tmp_path):
     config.write_text("model: some/model\nengine: letters\nbatch_size: 8\nsettings: [wh]\n")
     args = score_script.parse_args(["--config", str(config), "--batch_size", "4"])
     assert (args.model, args.engine, args.batch_size, args.settings) == ("some/model", "letters", 4, ["wh"])
+
+
+def test_entropy_filter_with_a_local_letters_discriminator(saved_model, tmp_path):
+    from finer_datasets.cli import main
+    from finer_datasets.llm import ScriptedServer
+
+    with ScriptedServer() as server:
+        code = main(["build", "compre_cap", "--sample", "--out", str(tmp_path / "o"), "--no-progress",
+                     "--llm-base-url", server.url, "--llm-model", "scripted", "--llm-stages", "negatives",
+                     "--mllm-local", str(saved_model), "--mllm-rounds", "1", "--theta-obj", "2.0",
+                     "--theta-attr", "2.0", "--theta-rel", "2.0"])
+    assert code == 0
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    filt = manifest["llm"]["entropy_filter"]
+    assert filt["discriminator"] == f"hf-letters:{saved_model}"
+    # with theta above log(5) every confident-or-not wrong pick is regenerated once
+    levels = filt["levels"]
+    assert {v["theta"] for v in levels.values()} == {2.0}
+    assert sum(v["regenerated"] for v in levels.values()) > 0
+    assert all(0 <= v["discriminator_accuracy"] <= 100 for v in levels.values())
+    # replaying needs neither the LLM nor the local model
+    assert main(["build", "compre_cap", "--sample", "--out", str(tmp_path / "r"), "--no-progress",
+                 "--replay", str(tmp_path / "o" / "transcript.jsonl")]) == 0
+    assert (tmp_path / "r" / "manifest.json").read_bytes() == (tmp_path / "o" / "manifest.json").read_bytes()

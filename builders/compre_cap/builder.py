@@ -43,9 +43,13 @@ class CompreCap(DatasetBuilder):
     license = "cc-by-4.0"
     card_template = "compre_cap.md"
     limits = KLimits(objects=6, attributes=3, relations=3)
+    # entropy-filter thresholds of the paper for FINER-CompreCap (Table 7)
+    entropy_thresholds = {"object": 0.8, "attribute": 0.8, "relation": 0.4}
 
-    def __init__(self, lexicon: Lexicon | None = None):
+    def __init__(self, lexicon: Lexicon | None = None, *, attribute_rewriter: Any = None):
         self.lexicon = lexicon or default_lexicon()
+        # None: the rule-based rewriter; else e.g. llm.LLMAttributeRewriter (prepare(items) + __call__)
+        self.attribute_rewriter = attribute_rewriter
 
     @staticmethod
     def images_dir(source: Path) -> Path:
@@ -134,7 +138,15 @@ class CompreCap(DatasetBuilder):
         images_dir = self.images_dir(source)
         out: list[SourceImage] = []
         keys: dict[str, str] = {}
-        for index, record in enumerate(self.load_annotations(source)):
+        records = self.load_annotations(source)
+        if self.attribute_rewriter is not None:
+            scratch = BuildReport()
+            self.attribute_rewriter.prepare([
+                (sentence, self._text(item["category"], scratch).lower())
+                for record in records for item in record["info"]
+                for sentence, _ in self._attribute_sentences(item, scratch)
+            ])
+        for index, record in enumerate(records):
             image_file = record["image"]
             image_id = Path(image_file).stem
             key = image_key(image_id)
@@ -200,14 +212,19 @@ class CompreCap(DatasetBuilder):
         kept = tuple(o for o in objects if o is not None)
         return SceneGraph(image_id=image_id, image_file=image_file, objects=kept, relations=tuple(relations))
 
-    def _attributes(
-        self, path: Path, record: str, j: int, name: str, item: dict, report: BuildReport
-    ) -> tuple[SGAttribute, ...]:
+    def _attribute_sentences(self, item: dict, report: BuildReport) -> list[tuple[str, str]]:
+        """(sentence, source field) of an object: short then extended description, de-duplicated."""
         sentences: list[tuple[str, str]] = []
         for key in ("short_description", "extend_description"):
             for sentence in split_sentences(self._text(item.get(key), report)):
                 if sentence.lower() not in {s.lower() for s, _ in sentences}:
                     sentences.append((sentence, key))
+        return sentences
+
+    def _attributes(
+        self, path: Path, record: str, j: int, name: str, item: dict, report: BuildReport
+    ) -> tuple[SGAttribute, ...]:
+        sentences = self._attribute_sentences(item, report)
         if not sentences:
             report.skip(
                 "object_without_attributes", path=path, record=record, field=f"info[{j}]", detail=f"{name!r} has no attribute sentence"
@@ -216,7 +233,10 @@ class CompreCap(DatasetBuilder):
         attributes: list[SGAttribute] = []
         texts: set[str] = set()
         for sentence, key in sentences:
-            phrases = rewrite_attribute(sentence, name, self.lexicon)
+            if self.attribute_rewriter is not None:
+                phrases = self.attribute_rewriter(sentence, name)
+            else:
+                phrases = rewrite_attribute(sentence, name, self.lexicon)
             if phrases is None:
                 report.skip("attribute_unparsed", path=path, record=record, field=f"info[{j}].{key}", detail=repr(sentence))
                 continue
