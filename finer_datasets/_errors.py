@@ -34,6 +34,13 @@ __all__ = [
 ]
 
 
+def _located(message: str, **where: object) -> str:
+    """``"file F, record R, field 'x': message"`` with the parts that are known."""
+    parts = [f"{name} {value!r}" if name == "field" else f"{name} {value}" for name, value in where.items()
+             if value is not None]
+    return f"{', '.join(parts)}: {message}" if parts else message
+
+
 class FinerError(Exception):
     """Base class of every error raised on purpose by ``finer_datasets``."""
 
@@ -53,15 +60,8 @@ class SourceError(FinerError):
         self.path = None if path is None else str(path)
         self.record = record
         self.field = field
-        where = []
-        if self.path is not None:
-            where.append(f"file {self.path}")
-        if record is not None:
-            where.append(f"record {record}")
-        if field is not None:
-            where.append(f"field {field!r}")
         self.reason = message
-        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        super().__init__(_located(message, file=self.path, record=record, field=field))
 
 
 class NegativesError(SourceError):
@@ -131,9 +131,4 @@ class PredictionsError(FinerError):
         self.duplicate = list(duplicate)
         self.unknown = list(unknown)
         self.reason = message
-        where = []
-        if self.path is not None:
-            where.append(f"file {self.path}")
-        if line is not None:
-            where.append(f"line {line}")
-        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        super().__init__(_located(message, file=self.path, line=line))

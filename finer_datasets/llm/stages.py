@@ -52,6 +52,15 @@ async def _gather(tasks: Sequence[Any], desc: str) -> list[Any]:
         bar.close()
 
 
+async def _ask_or_none(client: ChatClient, messages: list, parse: Any, purpose: str) -> Any:
+    """The parsed answer, or ``None`` (logged) when the model gave no usable one after retries/re-asks."""
+    try:
+        return await client.ask(messages, parse, purpose=purpose)
+    except LLMError as exc:
+        logger.warning("%s: %s", purpose, exc)
+        return None
+
+
 def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
@@ -135,13 +144,9 @@ class LLMNegatives:
             return None
 
         messages = render(f"negatives.{kind}", positive=positive, present=present, **self._context(graph, kind, element_id))
-        try:
-            answer = await self.client.ask(messages, json_parser(_NEGATIVES_SCHEMA, check),
-                                           purpose=f"{graph.image_id}/{element_id} negatives")
-        except LLMError as exc:
-            logger.warning("%s/%s: no negatives: %s", graph.image_id, element_id, exc)
-            return None
-        return tuple(answer["negatives"])
+        answer = await _ask_or_none(self.client, messages, json_parser(_NEGATIVES_SCHEMA, check),
+                                    f"{graph.image_id}/{element_id} negatives")
+        return None if answer is None else tuple(answer["negatives"])
 
     # -- entropy filter ----------------------------------------------------------------------
 
@@ -196,13 +201,9 @@ class LLMNegatives:
         messages = render("negatives.replace", kind=kind, positive=positive, kept=[n for n in negs if n != bad],
                           rejected=bad, rejected_all=rejected, present=self._present(graph, kind),
                           context=json.dumps(self._context(graph, kind, element_id)))
-        try:
-            answer = await self.client.ask(messages, json_parser(_ONE_SCHEMA, check),
-                                           purpose=f"{graph.image_id}/{element_id} replacement")
-        except LLMError as exc:
-            logger.warning("%s/%s: no replacement: %s", graph.image_id, element_id, exc)
-            return None
-        return answer["negative"]
+        answer = await _ask_or_none(self.client, messages, json_parser(_ONE_SCHEMA, check),
+                                    f"{graph.image_id}/{element_id} replacement")
+        return None if answer is None else answer["negative"]
 
     def filter_report(self) -> dict[str, Any] | None:
         if not self.stats:
@@ -225,12 +226,8 @@ class LLMAttributeRewriter:
 
     async def _one(self, sentence: str, name: str) -> list[str] | None:
         messages = render("rewrite_attribute", sentence=sentence, object=name)
-        try:
-            answer = await self.client.ask(messages, json_parser(_PHRASES_SCHEMA), purpose=f"rewrite {sentence!r}")
-        except LLMError as exc:
-            logger.warning("rewrite %r failed: %s", sentence, exc)
-            return None
-        return answer["phrases"] or None
+        answer = await _ask_or_none(self.client, messages, json_parser(_PHRASES_SCHEMA), f"rewrite {sentence!r}")
+        return (answer["phrases"] or None) if answer else None
 
     def __call__(self, sentence: str, name: str) -> list[str] | None:
         return self._phrases.get((sentence, name))
@@ -271,12 +268,8 @@ class WhQuestionWriter:
 
         messages = render("wh_question", subject=subject, predicate=rel.predicate, object=obj,
                           target_role=side, target=target, context=context)
-        try:
-            answer = await self.client.ask(messages, json_parser(_WH_SCHEMA, check), purpose=f"wh {rel.id}")
-        except LLMError as exc:
-            logger.warning("wh %s failed: %s", rel.id, exc)
-            return None
-        return answer["question"].strip()
+        answer = await _ask_or_none(self.client, messages, json_parser(_WH_SCHEMA, check), f"wh {g.image_id}/{rel.id}")
+        return None if answer is None else answer["question"].strip()
 
     def for_image(self, image_id: str) -> dict[tuple[str, str], str]:
         """``{(relation id, target side): template}`` of one image."""
