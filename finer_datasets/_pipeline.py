@@ -96,17 +96,10 @@ def build(
             provider: NegativesProvider = llm.negatives
         else:
             provider = _provider(negatives)
-        previous_rewriter = getattr(builder, "attribute_rewriter", None)
-        if llm is not None and llm.rewriter is not None:
-            builder.attribute_rewriter = llm.rewriter
-        try:
-            result = _build_into(
-                builder, source, tmp, seed=seed, provider=provider, strict=strict, max_samples=max_samples,
-                max_bytes=max_bytes, command=command, repo_id=repo_id, progress=progress, llm=llm,
-            )
-        finally:
-            if llm is not None and llm.rewriter is not None:
-                builder.attribute_rewriter = previous_rewriter
+        result = _build_into(
+            builder, source, tmp, seed=seed, provider=provider, strict=strict, max_samples=max_samples,
+            max_bytes=max_bytes, command=command, repo_id=repo_id, progress=progress, llm=llm,
+        )
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             out.rename(old / "previous")
@@ -222,7 +215,7 @@ def _build_into(
     timings: Counter[str] = Counter()
     t0 = time.perf_counter()
     report = BuildReport(strict=strict, root=source)
-    images = builder.read_source(source, report)
+    images = builder.read_source(source, report, rewriter=llm.rewriter if llm is not None else None)
     timings["read_source"] += time.perf_counter() - t0
     t = time.perf_counter()
     prepare = getattr(provider, "prepare", None)

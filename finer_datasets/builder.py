@@ -125,5 +125,9 @@ class DatasetBuilder(ABC):
         """Named groups of source files to fingerprint in the manifest."""
 
     @abstractmethod
-    def read_source(self, source: Path, report: BuildReport) -> list[SourceImage]:
-        """Parse the source; raise :class:`SourceError` on malformed input, report skips."""
+    def read_source(self, source: Path, report: BuildReport, *, rewriter: Any = None) -> list[SourceImage]:
+        """Parse the source; raise :class:`SourceError` on malformed input, report skips.
+
+        ``rewriter`` (e.g. ``llm.LLMAttributeRewriter``: ``prepare(items)`` + ``__call__``) replaces
+        the builder's own attribute rewriting for this call.
+        """

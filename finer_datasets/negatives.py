@@ -68,7 +68,6 @@ def check_negatives(element_id: str, positive: str, negatives: tuple[str, ...] |
     return None
 
 
-
 def _singular(word: str) -> str:
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"

@@ -130,8 +130,9 @@ class CompreCap(DatasetBuilder):
 
     # -- content -------------------------------------------------------------------------------
 
-    def read_source(self, source: Path, report: BuildReport) -> list[SourceImage]:
+    def read_source(self, source: Path, report: BuildReport, *, rewriter: Any = None) -> list[SourceImage]:
         source = Path(source)
+        rewriter = rewriter if rewriter is not None else self.attribute_rewriter
         if not source.is_dir():
             raise SourceError("source folder not found", path=source)
         path = source / ANNOTATION_FILE
@@ -139,9 +140,9 @@ class CompreCap(DatasetBuilder):
         out: list[SourceImage] = []
         keys: dict[str, str] = {}
         records = self.load_annotations(source)
-        if self.attribute_rewriter is not None:
+        if rewriter is not None:
             scratch = BuildReport()
-            self.attribute_rewriter.prepare([
+            rewriter.prepare([
                 (sentence, self._text(item["category"], scratch).lower())
                 for record in records for item in record["info"]
                 for sentence, _ in self._attribute_sentences(item, scratch)
@@ -155,7 +156,7 @@ class CompreCap(DatasetBuilder):
                     f"image ids {keys[key]!r} and {image_id!r} both become key {key!r}", path=path, record=index, field="image"
                 )
             keys[key] = image_id
-            graph = self._graph(path, index, image_id, image_file, record["info"], report)
+            graph = self._graph(path, index, image_id, image_file, record["info"], report, rewriter)
             out.append(SourceImage(image_id, key, images_dir / image_file, graph, annotation_file=path))
         out.sort(key=lambda s: s.key + "_")
         return out
@@ -169,7 +170,8 @@ class CompreCap(DatasetBuilder):
         return cleaned
 
     def _graph(
-        self, path: Path, index: int, image_id: str, image_file: str, info: list[dict], report: BuildReport
+        self, path: Path, index: int, image_id: str, image_file: str, info: list[dict], report: BuildReport,
+        rewriter: Any = None,
     ) -> SceneGraph:
         record = f"{index} ({image_file})"
         objects: list[SGObject | None] = []
@@ -179,7 +181,7 @@ class CompreCap(DatasetBuilder):
                 report.skip("invalid_text", path=path, record=record, field=f"info[{j}].category", detail="empty category")
                 objects.append(None)
                 continue
-            objects.append(SGObject(f"o{j}", name, self._attributes(path, record, j, name, item, report)))
+            objects.append(SGObject(f"o{j}", name, self._attributes(path, record, j, name, item, report, rewriter)))
 
         names = [o.name if o else "\0" for o in objects]
         relations: list[SGRelation] = []
@@ -222,7 +224,7 @@ class CompreCap(DatasetBuilder):
         return sentences
 
     def _attributes(
-        self, path: Path, record: str, j: int, name: str, item: dict, report: BuildReport
+        self, path: Path, record: str, j: int, name: str, item: dict, report: BuildReport, rewriter: Any = None
     ) -> tuple[SGAttribute, ...]:
         sentences = self._attribute_sentences(item, report)
         if not sentences:
@@ -233,8 +235,8 @@ class CompreCap(DatasetBuilder):
         attributes: list[SGAttribute] = []
         texts: set[str] = set()
         for sentence, key in sentences:
-            if self.attribute_rewriter is not None:
-                phrases = self.attribute_rewriter(sentence, name)
+            if rewriter is not None:
+                phrases = rewriter(sentence, name)
             else:
                 phrases = rewrite_attribute(sentence, name, self.lexicon)
             if phrases is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,8 +82,29 @@ class Discriminator(Protocol):
         ...
 
 
+def _version(image: Path) -> tuple[str, int, int]:
+    stat = image.stat()
+    return str(image), stat.st_mtime_ns, stat.st_size
+
+
+@lru_cache(maxsize=64)
+def _sha_of(version: tuple[str, int, int]) -> str:
+    return hashlib.sha256(Path(version[0]).read_bytes()).hexdigest()
+
+
+@lru_cache(maxsize=8)
+def _data_url_of(version: tuple[str, int, int]) -> str:
+    mime = "image/png" if version[0].lower().endswith(".png") else "image/jpeg"
+    return f"data:{mime};base64,{base64.b64encode(Path(version[0]).read_bytes()).decode()}"
+
+
 def _image_sha(image: Path) -> str:
-    return hashlib.sha256(image.read_bytes()).hexdigest()
+    """sha256 of an image file, cached per (path, mtime, size): every element and round asks about it."""
+    return _sha_of(_version(image))
+
+
+def _data_url(image: Path) -> str:
+    return _data_url_of(_version(image))
 
 
 def _logprob_parser(response: dict) -> Parsed:
@@ -112,11 +134,9 @@ class ChatLogprobsDiscriminator:
         self.name = f"openai-logprobs:{client.model}"
 
     async def choose(self, image: Path, question: str) -> list[float]:
-        data = base64.b64encode(image.read_bytes()).decode()
-        mime = "image/png" if image.suffix.lower() == ".png" else "image/jpeg"
         keyed = [{"role": "user", "content": [{"type": "image_sha256", "sha256": _image_sha(image)},
                                                 {"type": "text", "text": question}]}]
-        wire = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}},
+        wire = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": _data_url(image)}},
                                                {"type": "text", "text": question}]}]
         return await self.client.ask(keyed, _logprob_parser, wire=wire, purpose="discriminator",
                                      max_tokens=1, logprobs=True, top_logprobs=20)
