@@ -26,8 +26,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from finer_datasets.mcq import prompt_text
-from finer_datasets.pairs import SETTINGS
+from finer_datasets.mcq.construct import prompt_text
+from finer_datasets.mcq.pairs import SETTINGS
 
 logger = logging.getLogger("finer.score")
 
@@ -133,8 +133,8 @@ def done_ids(path: Path) -> set[str]:
 
 
 def main(args: ScoreArgs, *, vlm: Any = None) -> dict[str, Any]:
-    from finer_datasets.report import write_report
-    from finer_datasets.scoring import load_predictions, score
+    from finer_datasets.eval.report import write_report
+    from finer_datasets.eval.scoring import load_predictions, score
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,7 +145,7 @@ def main(args: ScoreArgs, *, vlm: Any = None) -> dict[str, Any]:
     logger.info("%d questions, %d already answered, %d to go", len(questions), len(done), len(todo))
     if todo:
         if vlm is None:
-            from finer_datasets.engines import VisionLanguageModel
+            from finer_datasets.eval.engines import VisionLanguageModel
 
             vlm = VisionLanguageModel.from_pretrained(args.model, dtype=args.dtype, device=args.device)
         from tqdm.auto import tqdm

@@ -22,7 +22,12 @@ import time
 
 import torch
 
-from finer_datasets.engines import full_logits, generate_first_token, prefix_cache, suffix_logits
+from finer_datasets.eval.engines import (
+    full_logits,
+    generate_first_token,
+    prefix_cache,
+    suffix_logits,
+)
 
 ARCHS = {
     "tiny": dict(text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,

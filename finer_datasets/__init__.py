@@ -2,60 +2,81 @@
 
 Public API (importing this package is light: no torch, no ``datasets`` until you load data)::
 
+    # loading
+    load_finer(path, view="images" | "pairs" | "questions" | "trl", setting=...)
+    # building, verifying
+    build, get_builder, builder_names, register_builder_folder, verify
     # data model and pure, seeded MCQ construction
     SceneGraph, SGObject, SGAttribute, SGRelation
-    MCQ, MCQPair, yesno_pair, wh_pair, pairs_for_image, KLimits, SETTINGS
+    MCQ, MCQPair, yesno_pair, wh_pair, pairs_for_image, KLimits, SETTINGS, LETTERS
     # negatives
     NegativesProvider, LexicalNegatives, PrecomputedNegatives
-    # building, verifying, loading
-    build, get_builder, verify, load_finer, flatten_pairs
     # scoring
     parse_answer, score
-    # errors (see finer_datasets._errors for the tree)
-    FinerError, SourceError, NegativesError, StrictModeError, RecordValidationError, VerificationError,
-    PredictionsError, LLMError, TranscriptMissError
-    # LLM/MLLM stages: finer_datasets.llm (imported on demand)
+    # errors (finer_datasets.errors holds the tree and EXIT_CODES)
+    FinerError, UsageError, SourceError, NegativesError, StrictModeError, RecordValidationError,
+    VerificationError, ReleaseError, PredictionsError, LLMError, TranscriptMissError, OutputError, QualityError
+
+The package is grouped by concern: ``core`` (the build core, which knows no dataset),
+``scene_graph``, ``mcq``, ``llm``, ``fetch``, ``eval``, ``hub``, ``train``, ``testing``; the
+datasets themselves are folders under ``builders/``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._errors import (
+from finer_datasets._version import __version__
+from finer_datasets.constants import LETTERS, SETTINGS
+from finer_datasets.errors import (
     FinerError,
     LLMError,
     NegativesError,
+    OutputError,
     PredictionsError,
+    QualityError,
     RecordValidationError,
+    ReleaseError,
     SourceError,
     StrictModeError,
     TranscriptMissError,
+    UsageError,
     VerificationError,
 )
-from ._version import __version__
-from .mcq import MCQ, MCQPair, wh_pair, yesno_pair
-from .negatives import LexicalNegatives, NegativesProvider, PrecomputedNegatives
-from .pairs import SETTINGS, KLimits, pairs_for_image
-from .scene_graph import SceneGraph, SGAttribute, SGObject, SGRelation
+from finer_datasets.mcq.construct import MCQ, MCQPair, wh_pair, yesno_pair
+from finer_datasets.mcq.pairs import KLimits, pairs_for_image
+from finer_datasets.scene_graph.graph import (
+    SceneGraph,
+    SGAttribute,
+    SGObject,
+    SGRelation,
+)
+from finer_datasets.scene_graph.negatives import (
+    LexicalNegatives,
+    NegativesProvider,
+    PrecomputedNegatives,
+)
 
 __all__ = [
     "__version__",
     "SceneGraph", "SGObject", "SGAttribute", "SGRelation",
-    "MCQ", "MCQPair", "yesno_pair", "wh_pair", "pairs_for_image", "KLimits", "SETTINGS",
+    "MCQ", "MCQPair", "yesno_pair", "wh_pair", "pairs_for_image", "KLimits", "SETTINGS", "LETTERS",
     "NegativesProvider", "LexicalNegatives", "PrecomputedNegatives",
-    "build", "get_builder", "verify", "load_finer", "flatten_pairs",
-    "FinerError", "SourceError", "NegativesError", "StrictModeError", "RecordValidationError", "VerificationError",
-    "PredictionsError", "LLMError", "TranscriptMissError", "parse_answer", "score",
+    "build", "get_builder", "builder_names", "register_builder_folder", "verify", "load_finer",
+    "FinerError", "UsageError", "SourceError", "NegativesError", "StrictModeError", "RecordValidationError",
+    "VerificationError", "ReleaseError", "PredictionsError", "LLMError", "TranscriptMissError", "OutputError",
+    "QualityError", "parse_answer", "score",
 ]
 
 _LAZY = {
-    "build": ("finer_datasets._pipeline", "build"),
-    "get_builder": ("finer_datasets.builders", "get_builder"),
-    "verify": ("finer_datasets.manifest", "verify"),
-    "load_finer": ("finer_datasets.load", "load_finer"),
-    "flatten_pairs": ("finer_datasets.load", "flatten_pairs"),
-    "parse_answer": ("finer_datasets.answers", "parse_answer"),
-    "score": ("finer_datasets.scoring", "score"),
+    "build": ("finer_datasets.core.build", "build"),
+    "get_builder": ("finer_datasets.core.registry", "get_builder"),
+    "builder_names": ("finer_datasets.core.registry", "builder_names"),
+    "register_builder_folder": ("finer_datasets.core.registry", "register_builder_folder"),
+    "verify": ("finer_datasets.core.manifest", "verify"),
+    "load_finer": ("finer_datasets.hub.load", "load_finer"),
+    "parse_answer": ("finer_datasets.eval.answers", "parse_answer"),
+    "score": ("finer_datasets.eval.scoring", "score"),
 }
 
 

@@ -1,15 +1,33 @@
-"""Shared fixtures: the bundled sample, dummy data, bad-source factories and one sample build."""
+"""Shared fixtures: the bundled sample, dummy data, bad-source factories and one sample build.
+
+The whole suite runs with its own Hugging Face cache: ``HF_HOME`` / ``HF_DATASETS_CACHE`` /
+``HF_HUB_CACHE`` point into a temporary folder before ``datasets`` is imported, so no test reads
+or writes the user's ``~/.cache`` (tests/test_isolation.py checks it).
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
-import pytest
+_HF_HOME = Path(tempfile.mkdtemp(prefix="finer-tests-hf-"))
+for _name, _sub in (("HF_HOME", ""), ("HF_DATASETS_CACHE", "datasets"), ("HF_HUB_CACHE", "hub"),
+                    ("HUGGINGFACE_HUB_CACHE", "hub"), ("XDG_CACHE_HOME", "xdg")):
+    os.environ[_name] = str(_HF_HOME / _sub) if _sub else str(_HF_HOME)
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from finer_datasets import build, get_builder
+import pytest  # noqa: E402
+
+from finer_datasets import build, get_builder  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
+HF_HOME = _HF_HOME
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_HF_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

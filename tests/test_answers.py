@@ -2,8 +2,8 @@
 
 import pytest
 
-import finer_datasets.answers as answers
-from finer_datasets.answers import parse_answer
+import finer_datasets.eval.answers as answers
+from finer_datasets.eval.answers import parse_answer
 
 YESNO = [
     "No, but I can see cloud in this image.",

@@ -1,18 +1,19 @@
 """Bad input: structural errors fail cleanly; odd but valid content is skipped and counted."""
 
 import base64
-import random
 import json
+import random
 import zlib
 
 import pytest
 
 from finer_datasets import SourceError, StrictModeError, build
 from finer_datasets.cli import main
+from finer_datasets.hub.shards import iter_records
 
 
 def no_leftovers(parent):
-    return not any(p.name.startswith((".out.tmp-", "out")) for p in parent.iterdir())
+    return not any(p.name.startswith((".out.finer-build", ".out.finer-old", "out")) for p in parent.iterdir())
 
 
 STRUCTURAL = [
@@ -26,7 +27,7 @@ STRUCTURAL = [
     ("wrong_type_category", 0, "info[1].category", "expected a string"),
     ("duplicate_image", 2, "image", "duplicate image"),
     ("missing_image_file", "000000000999", "image", "image file not found"),
-    ("corrupt_image", "000000000102", "image", "truncated"),
+    ("corrupt_image", "000000000102", "image", "pixel data does not decode"),
     ("not_an_image", "000000000103", "image", "not a readable image"),
 ]
 
@@ -87,7 +88,7 @@ def test_odd_content_is_skipped_counted_and_reported(tmp_path, builder, make_sou
     assert ("relation_unknown_object", "1 (000000000102.jpg)", "info[1].relation[1]") in listed
     assert ("object_without_attributes", "0 (000000000101.jpg)", "info[2]") in listed
     assert all(s["file"] == "anno.json" for s in report["skipped"] if s["reason"] != "too_few_objects")
-    graphs = [json.loads(line) for line in (result.out / "scene_graphs.jsonl").read_text().splitlines()]
+    graphs = [r["scene_graph"] for r in iter_records(result.out, result.manifest)]
     table = next(o for g in graphs for o in g["objects"] if o["name"] == "table")
     assert table["attributes"][0]["text"] == "with a white color"  # cleaned, not skipped
     chair_rels = [r for g in graphs for r in g["relations"] if r["source_text"].startswith("The chair is beside")]

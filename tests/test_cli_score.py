@@ -11,8 +11,8 @@ from finer_datasets.cli import main
 
 def write_predictions(path, sample_build, answer):
     with open(path, "w") as f:
-        for setting in SETTINGS:
-            for record in datasets.load_dataset(str(sample_build.out), split=setting)["json"]:
+        for row in datasets.load_dataset(str(sample_build.out), split="test")["json"]:
+            for record in row["pairs"]:
                 for polarity in ("positive", "negative"):
                     q = record[polarity]
                     f.write(json.dumps({"question_id": q["question_id"], "response": answer(q)}) + "\n")
@@ -21,17 +21,17 @@ def write_predictions(path, sample_build, answer):
 def test_score_oracle_and_always_yes(sample_build, tmp_path, capsys):
     oracle = tmp_path / "oracle.jsonl"
     write_predictions(oracle, sample_build, lambda q: f"The answer is {q['answer']}.")
-    assert main(["score", "--dataset", str(sample_build.out), "--predictions", str(oracle), "--out", str(tmp_path / "r1")]) == 0
+    assert main(["score", str(sample_build.out), "--predictions", str(oracle), "--out", str(tmp_path / "r1")]) == 0
     report = json.loads((tmp_path / "r1" / "report.json").read_text())
     assert all(report["settings"][s]["paired_accuracy"] == 100.0 for s in SETTINGS)
     # the official parser reads "The answer is B." as "E": published-number compatibility, flaws included
-    assert main(["score", "--dataset", str(sample_build.out), "--predictions", str(oracle), "--out", str(tmp_path / "r2"),
+    assert main(["score", str(sample_build.out), "--predictions", str(oracle), "--out", str(tmp_path / "r2"),
                  "--parser", "official"]) == 0
     official = json.loads((tmp_path / "r2" / "report.json").read_text())
     assert official["settings"]["multi_obj"]["paired_accuracy"] < 100.0
     yes = tmp_path / "yes.jsonl"
     write_predictions(yes, sample_build, lambda q: "ABCDE"[q["option_types"].index("affirm")])
-    assert main(["score", "--dataset", str(sample_build.out), "--predictions", str(yes), "--out", str(tmp_path / "r3")]) == 0
+    assert main(["score", str(sample_build.out), "--predictions", str(yes), "--out", str(tmp_path / "r3")]) == 0
     always_yes = json.loads((tmp_path / "r3" / "report.json").read_text())["settings"]["multi_obj"]
     assert always_yes["paired_accuracy"] == 0.0 and always_yes["false_positive_rate"] == 100.0
     assert "multi_obj" in capsys.readouterr().out
@@ -40,7 +40,7 @@ def test_score_oracle_and_always_yes(sample_build, tmp_path, capsys):
 def test_score_rejects_incomplete_predictions(sample_build, tmp_path, capsys):
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps({"question_id": "nope", "response": "A"}) + "\n")
-    assert main(["score", "--dataset", str(sample_build.out), "--predictions", str(path), "--out", str(tmp_path / "r")]) == 2
+    assert main(["score", str(sample_build.out), "--predictions", str(path), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "missing" in err and "unknown" in err
     assert not (tmp_path / "r" / "report.json").exists()

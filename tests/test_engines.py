@@ -2,14 +2,22 @@
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
-
-from finer_datasets.engines import LETTERS, Question, VisionLanguageModel, full_logits, prefix_cache, suffix_logits
-
 from tiny_vlm import tiny_llava, tiny_qwen25_vl
+
+from finer_datasets.eval.engines import (
+    LETTERS,
+    Question,
+    VisionLanguageModel,
+    cache_keyword,
+    full_logits,
+    prefix_cache,
+    suffix_logits,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "baselines"))
 import score as score_script  # noqa: E402
@@ -102,6 +110,91 @@ def test_engines_agree_when_generate_starts_with_a_letter(questions):
             assert letters[qid] == LETTERS[vlm.letter_ids.index(first)]
             compared += 1
     assert compared >= len(questions) // 2
+
+
+def installed_cache_keyword():
+    """What the installed transformers calls the cache: its causal-LM outputs carry that field."""
+    from dataclasses import fields
+
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    names = {f.name for f in fields(CausalLMOutputWithPast)}
+    return "cache" if "cache" in names else "past_key_values"
+
+
+def test_cache_keyword_follows_the_forward_signature(llava):
+    class New:
+        def forward(self, input_ids=None, cache=None, use_cache=None): ...
+
+    class Old:
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None): ...
+
+    class Wrapper:  # a PEFT-style wrapper that names neither
+        def forward(self, *args, **kwargs): ...
+
+    assert cache_keyword(New()) == "cache"
+    assert cache_keyword(Old()) == "past_key_values"
+    assert cache_keyword(Wrapper()) == installed_cache_keyword()
+    assert cache_keyword(llava.model) == installed_cache_keyword()
+
+
+class CacheDeprecations:
+    """Records every warning, and every message of transformers' own ``logger.warning_once``
+    (which prints once per process, so it is patched rather than captured), that mentions the
+    deprecated cache names."""
+
+    def __init__(self, monkeypatch):
+        import transformers.utils.generic as generic
+
+        self.logged = []
+        monkeypatch.setattr(generic.logger, "warning_once", lambda *args, **kwargs: self.logged.append(str(args)))
+        self._catch = warnings.catch_warnings(record=True)
+
+    def __enter__(self):
+        self.caught = self._catch.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        self._catch.__exit__(*exc)
+
+    def messages(self):
+        found = [f"{w.category.__name__}: {w.message}" for w in self.caught] + self.logged
+        return [m for m in found if "past_key_values" in m or "cache_params" in m]
+
+
+def test_engines_raise_no_cache_deprecation_warning(llava, questions, monkeypatch):
+    group = questions[:3]
+    with CacheDeprecations(monkeypatch) as record:
+        prefix_text, _ = llava.split_prompt(group[0].prompt)
+        cache, _ = prefix_cache(llava.model, llava._inputs(prefix_text, group[0].image))
+        suffix_logits(llava.model, cache, [[5, 6, 7], [8, 9]], pad_id=llava.pad_id)
+        assert len(list(llava.letters(group, batch_size=2))) == 3
+        assert len(list(llava.generate(group[:1], max_new_tokens=2))) == 1
+    assert record.messages() == []
+    assert not [w for w in record.caught if issubclass(w.category, FutureWarning)
+                and "finer_datasets" in str(w.filename)]
+
+
+@pytest.mark.skipif(installed_cache_keyword() != "cache", reason="transformers before the past_key_values rename")
+def test_the_deprecation_check_would_catch_the_old_keyword(llava, questions, monkeypatch):
+    """Control for the test above: the old keyword does warn on this transformers."""
+    prefix_text, _ = llava.split_prompt(questions[0].prompt)
+    cache, _ = prefix_cache(llava.model, llava._inputs(prefix_text, questions[0].image))
+    with CacheDeprecations(monkeypatch) as record:
+        llava.model(input_ids=torch.tensor([[5, 6]]), past_key_values=cache, use_cache=True)
+    assert any("FutureWarning" in m and "past_key_values" in m for m in record.messages())
+
+
+def test_prefix_cache_needs_a_cache_from_the_model():
+    class NoCache(torch.nn.Module):
+        def forward(self, input_ids=None, cache=None, use_cache=None):
+            from transformers.modeling_outputs import CausalLMOutputWithPast
+
+            return CausalLMOutputWithPast(logits=torch.zeros(1, 1, 3))
+
+    with pytest.raises(ValueError, match="returned no KV cache"):
+        prefix_cache(NoCache(), {"input_ids": torch.tensor([[1, 2]])})
 
 
 @pytest.fixture(scope="module")

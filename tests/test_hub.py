@@ -12,14 +12,13 @@ from pathlib import Path
 
 import datasets
 import pytest
-from huggingface_hub import HfApi
-
-from finer_datasets import build
-from finer_datasets.publish import plan_publish, publish
-from finer_datasets.release import ReleaseError, release
-
 from fake_hub import FakeHub
+from huggingface_hub import HfApi
 from test_release import CompreCapNext
+
+from finer_datasets import build, load_finer
+from finer_datasets.hub.publish import plan_publish, publish
+from finer_datasets.hub.release import ReleaseError, release
 
 datasets.disable_progress_bars()
 REPO = "finer/compre_cap"
@@ -31,18 +30,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+LEGACY = Path(__file__).parent / "fixtures" / "compre_cap_v1.0.0_dummy"  # a 1.0.0 build: one sample per pair
+
+
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory, sample_build, sample_dir):
     root = tmp_path_factory.mktemp("hub")
-    v2 = build(CompreCapNext(), source=sample_dir, out=root / "v2", seed=1, progress=False).out
-    return {"v1.0.0": sample_build.out, "v1.1.0": v2}
+    v21 = build(CompreCapNext(), source=sample_dir, out=root / "v2.1", seed=1, progress=False).out
+    return {"v2.0.0": sample_build.out, "v2.1.0": v21}
 
 
 @pytest.fixture(scope="module")
 def olah(tmp_path_factory, versions):
     """olah in offline mode serving the release repo (built with `finer release`) on 127.0.0.1."""
     root = tmp_path_factory.mktemp("olah")
-    for folder in versions.values():
+    for folder in [LEGACY, *versions.values()]:
         release(folder, to=root / "mirrors" / "datasets" / REPO)
     port = free_port()
     (root / "olah.toml").write_text(
@@ -70,16 +72,20 @@ def olah(tmp_path_factory, versions):
 
 LOADER = """
 import json, sys, datasets
+from finer_datasets import load_finer
 datasets.disable_progress_bars()
 repo, out = sys.argv[1], {}
-for revision in ("v1.0.0", "v1.1.0"):
-    for split in ("multi_obj", "wh"):
-        ds = datasets.load_dataset(repo, split=split, revision=revision)
-        out[f"{revision}/{split}"] = [[r["pair_id"], r["positive"]["options"]] for r in ds["json"]]
-        out[f"{revision}/{split}/size"] = list(ds[0]["jpg"].size)
-stream = datasets.load_dataset(repo, split="multi_attr", revision="v1.0.0", streaming=True)
-out["stream"] = [[r["json"]["pair_id"], r["json"]["positive"]["options"]] for r in stream]
-out["config"] = datasets.load_dataset(repo, "multi_rel", split="test", revision="v1.1.0").num_rows
+for revision in ("v2.0.0", "v2.1.0"):
+    ds = datasets.load_dataset(repo, split="test", revision=revision)
+    out[revision] = [[p["pair_id"], p["positive"]["options"]] for r in ds["json"] for p in r["pairs"]]
+    out[revision + "/size"] = list(ds[0]["jpg"].size)
+    out[revision + "/questions"] = list(load_finer(repo, "questions", split="test", setting="wh", revision=revision)["question_id"])
+stream = datasets.load_dataset(repo, split="test", revision="v2.0.0", streaming=True)
+out["stream"] = [[p["pair_id"], p["positive"]["options"]] for r in stream for p in r["json"]["pairs"]]
+out["default_config"] = datasets.load_dataset(repo, revision="v2.1.0")["test"].num_rows
+legacy = datasets.load_dataset(repo, split="multi_obj", revision="v1.0.0")  # the old layout, by its tag
+out["legacy"] = [r["pair_id"] for r in legacy["json"]]
+out["legacy/pairs"] = list(load_finer(repo, "pairs", setting="multi_obj", revision="v1.0.0")["test"]["pair_id"])
 print(json.dumps(out))
 """
 
@@ -89,8 +95,9 @@ def hub_env(url: str, home: Path) -> dict[str, str]:
             "HF_TOKEN": "hf_test_token_do_not_print"}
 
 
-def local(folder: Path, split: str):
-    return [[r["pair_id"], r["positive"]["options"]] for r in datasets.load_dataset(str(folder), split=split)["json"]]
+def local(folder: Path):
+    return [[p["pair_id"], p["positive"]["options"]] for r in datasets.load_dataset(str(folder), split="test")["json"]
+            for p in r["pairs"]]
 
 
 def test_load_dataset_over_http_matches_local_folders(olah, versions):
@@ -100,13 +107,34 @@ def test_load_dataset_over_http_matches_local_folders(olah, versions):
     assert run.returncode == 0, run.stderr[-3000:]
     got = json.loads(run.stdout.strip().splitlines()[-1])
     for revision, folder in versions.items():
-        for split in ("multi_obj", "wh"):
-            assert got[f"{revision}/{split}"] == local(folder, split), (revision, split)
-            assert got[f"{revision}/{split}/size"] == [320, 240]
-    # the two versions coexist and each revision returns its own rows
-    assert got["v1.0.0/multi_obj"] != got["v1.1.0/multi_obj"]
-    assert got["stream"] == local(versions["v1.0.0"], "multi_attr")
-    assert got["config"] == json.loads((versions["v1.1.0"] / "manifest.json").read_text())["counts"]["pairs"]["multi_rel"]
+        assert got[revision] == local(folder), revision
+        assert got[f"{revision}/size"] == [320, 240]
+        wh = list(load_finer(str(folder), "questions", split="test", setting="wh")["question_id"])
+        assert got[f"{revision}/questions"] == wh and wh
+    # the versions coexist and each revision returns its own rows
+    assert got["v2.0.0"] != got["v2.1.0"]
+    assert got["stream"] == local(versions["v2.0.0"])
+    assert got["default_config"] == 12
+    # the release before the per-image layout keeps loading by its tag, through both loaders
+    legacy = datasets.load_dataset(str(LEGACY), split="multi_obj")
+    assert got["legacy"] == [r["pair_id"] for r in legacy["json"]] == got["legacy/pairs"] and got["legacy"]
+
+
+def test_score_a_hub_id_at_a_revision_over_http(olah, versions, tmp_path, sample_build):
+    url, root = olah
+    predictions = tmp_path / "p.jsonl"
+    with predictions.open("w") as f:
+        for r in datasets.load_dataset(str(versions["v2.0.0"]), split="test")["json"]:
+            for p in r["pairs"]:
+                for q in (p["positive"], p["negative"]):
+                    f.write(json.dumps({"question_id": q["question_id"], "response": q["answer"]}) + "\n")
+    run = cli(["score", REPO, "--revision", "v2.0.0", "--predictions", str(predictions), "--out", str(tmp_path / "r")],
+              url, root / "hf-home")
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["overall"]["paired_accuracy"] == 100.0
+    assert report["dataset"]["version"] == "2.0.0" and report["dataset"]["revision"] == "v2.0.0"
+    assert report["dataset"]["manifest_digest"] == sample_build.manifest["digest"] and report["dataset"]["verified"]
 
 
 # --- uploads, at the HTTP boundary -------------------------------------------------------------
@@ -115,37 +143,37 @@ def test_load_dataset_over_http_matches_local_folders(olah, versions):
 def test_publish_creates_uploads_verifies_and_tags(versions):
     with FakeHub() as hub:
         api = HfApi(endpoint=hub.url, token="hf_test_token")
-        plan = plan_publish(versions["v1.0.0"], REPO, private=True)
+        plan = plan_publish(versions["v2.0.0"], REPO, private=True)
         commit = publish(plan, api=api)
         repo = hub.repos[REPO]
-        assert repo.private and repo.tags["v1.0.0"][0] == commit
-        assert repo.tags["v1.0.0"][1].startswith("FINER-CompreCap 1.0.0")
-        folder = versions["v1.0.0"]
-        assert hub.files(REPO, "v1.0.0") == {p.relative_to(folder).as_posix(): p.read_bytes()
+        assert repo.private and repo.tags["v2.0.0"][0] == commit
+        assert repo.tags["v2.0.0"][1].startswith("FINER-CompreCap 2.0.0")
+        folder = versions["v2.0.0"]
+        assert hub.files(REPO, "v2.0.0") == {p.relative_to(folder).as_posix(): p.read_bytes()
                                              for p in folder.rglob("*") if p.is_file()}
         assert all(h.get("authorization") == "Bearer hf_test_token" for _, _, h, _ in hub.requests)
         # the next version goes on top; the first stays reachable by its tag
-        commit2 = publish(plan_publish(versions["v1.1.0"], REPO), api=api)
-        assert commit2 != commit and set(repo.tags) == {"v1.0.0", "v1.1.0"}
-        assert hub.files(REPO, "v1.0.0")["manifest.json"] != hub.files(REPO, "v1.1.0")["manifest.json"]
+        commit2 = publish(plan_publish(versions["v2.1.0"], REPO), api=api)
+        assert commit2 != commit and set(repo.tags) == {"v2.0.0", "v2.1.0"}
+        assert hub.files(REPO, "v2.0.0")["manifest.json"] != hub.files(REPO, "v2.1.0")["manifest.json"]
 
 
 def test_publish_refuses_an_existing_tag(versions):
     with FakeHub() as hub:
         api = HfApi(endpoint=hub.url, token="hf_test_token")
-        plan = plan_publish(versions["v1.0.0"], REPO)
+        plan = plan_publish(versions["v2.0.0"], REPO)
         publish(plan, api=api)
         commits = len(hub.repos[REPO].commits)
-        with pytest.raises(ReleaseError, match="already has tag v1.0.0"):
+        with pytest.raises(ReleaseError, match="already has tag v2.0.0"):
             publish(plan, api=api)
         assert len(hub.repos[REPO].commits) == commits
 
 
 def test_publish_does_not_tag_an_upload_that_differs_from_the_manifest(versions):
-    with FakeHub(drop_paths=("data/wh-00000.tar",)) as hub:
+    with FakeHub(drop_paths=("data/test-00000.tar",)) as hub:
         api = HfApi(endpoint=hub.url, token="hf_test_token")
-        with pytest.raises(ReleaseError, match="data/wh-00000.tar: missing on the Hub"):
-            publish(plan_publish(versions["v1.0.0"], REPO), api=api)
+        with pytest.raises(ReleaseError, match="data/test-00000.tar: missing on the Hub"):
+            publish(plan_publish(versions["v2.0.0"], REPO), api=api)
         assert hub.repos[REPO].tags == {}
 
 
@@ -156,13 +184,13 @@ def cli(args, url, home):
 
 def test_cli_dry_run_touches_nothing_and_the_token_is_never_printed(versions, tmp_path):
     with FakeHub() as hub:
-        dry = cli(["publish", str(versions["v1.0.0"]), "--repo", REPO, "--dry-run"], hub.url, tmp_path)
+        dry = cli(["publish", str(versions["v2.0.0"]), "--repo", REPO, "--dry-run"], hub.url, tmp_path)
         assert dry.returncode == 0, dry.stderr
         assert hub.requests == []
-        assert "tag:     v1.0.0" in dry.stdout and "data/multi_obj-00000.tar" in dry.stdout
-        done = cli(["publish", str(versions["v1.0.0"]), "--repo", REPO], hub.url, tmp_path)
+        assert "tag:     v2.0.0" in dry.stdout and "data/test-00000.tar" in dry.stdout
+        done = cli(["publish", str(versions["v2.0.0"]), "--repo", REPO], hub.url, tmp_path)
         assert done.returncode == 0, done.stderr
-        again = cli(["publish", str(versions["v1.0.0"]), "--repo", REPO], hub.url, tmp_path)
+        again = cli(["publish", str(versions["v2.0.0"]), "--repo", REPO], hub.url, tmp_path)
         assert again.returncode == 4 and "immutable" in again.stderr
         assert hub.requests and all(h.get("authorization") == "Bearer hf_test_token_do_not_print"
                                     for _, _, h, _ in hub.requests)

@@ -15,12 +15,28 @@ from pathlib import Path
 
 import pytest
 
-from finer_datasets import LLMError, TranscriptMissError
+from finer_datasets import LLMError, TranscriptMissError, get_builder
 from finer_datasets.cli import main
-from finer_datasets.llm import (ChatClient, LLMConfig, ScriptedServer, TranscriptStore, entropy, json_parser,
-                                render, request_key)
+from finer_datasets.hub.shards import iter_records
+from finer_datasets.llm import (
+    LIBRARY_PROMPTS,
+    ChatClient,
+    LLMConfig,
+    PromptSet,
+    TranscriptStore,
+    entropy,
+    json_parser,
+    request_key,
+)
 from finer_datasets.llm.entropy import _logprob_parser
-from finer_datasets.llm.scripted import _digest
+from finer_datasets.testing.scripted import ScriptedLLM, ScriptedServer, _digest
+
+render = PromptSet(LIBRARY_PROMPTS).render
+
+
+def compre_cap_server(**kw):
+    """The scripted model answering CompreCap's own prompts too (its builder's handlers)."""
+    return ScriptedServer(ScriptedLLM(handlers=get_builder("compre_cap").scripted_handlers()), **kw)
 
 SCHEMA = {"type": "object", "required": ["negatives"],
           "properties": {"negatives": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "string"}}}}
@@ -210,7 +226,7 @@ def files(root):
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     root = tmp_path_factory.mktemp("llm")
-    with ScriptedServer() as server:
+    with compre_cap_server() as server:
         assert main(llm_args(server, root / "out")) == 0
     return root / "out"
 
@@ -226,8 +242,9 @@ def test_llm_build_records_transcript_usage_and_filter_stats(recorded):
     assert sum(v["regenerated"] for v in levels.values()) > 0
     card = (recorded / "README.md").read_text()
     assert "Entropy filter" in card and "`transcript.jsonl`" in card and "scripted-vl" in card
-    graphs = [json.loads(line) for line in (recorded / "scene_graphs.jsonl").read_text().splitlines()]
+    graphs = [r["scene_graph"] for r in iter_records(recorded, manifest)]
     assert all(len(o["negatives"]) in (0, 4) for g in graphs for o in g["objects"])
+    assert manifest["counts"]["skips"].keys() <= {"too_few_objects", "wh_no_context_attribute"}
 
 
 def test_replayed_build_is_byte_identical(recorded, tmp_path):
@@ -252,7 +269,7 @@ def test_bundled_sample_transcript_replays_offline(tmp_path):
 
 
 def test_sigkill_midway_then_rerun_is_identical_and_pays_nothing_twice(tmp_path, recorded):
-    server = ScriptedServer(delay=0.02)
+    server = compre_cap_server(delay=0.02)
     out, transcript = tmp_path / "killed", tmp_path / "killed.sqlite"
     cmd = [sys.executable, "-m", "finer_datasets.cli", *llm_args(server, out, "--transcript", str(transcript),
                                                                   "--llm-concurrency", "4")]

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from finer_datasets import wh_pair, yesno_pair
-from finer_datasets.mcq import LETTERS
+from finer_datasets.mcq.construct import LETTERS
 
 UNITS = ["cat", "desk", "lamp"]
 NEGS = ["dog", "fox", "owl", "rabbit"]

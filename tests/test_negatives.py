@@ -5,16 +5,22 @@ import random
 
 import pytest
 
-from finer_datasets import LexicalNegatives, NegativesError, NegativesProvider, PrecomputedNegatives, build
-from finer_datasets._text import words
-from finer_datasets.builder import BuildReport
-from finer_datasets.lexicon import strip_copula
-from finer_datasets.negatives import negatives_file_dict
+from finer_datasets import (
+    LexicalNegatives,
+    NegativesError,
+    NegativesProvider,
+    PrecomputedNegatives,
+    build,
+)
+from finer_datasets.core.builder import BuildContext
+from finer_datasets.core.text import words
+from finer_datasets.scene_graph.lexicon import strip_copula
+from finer_datasets.scene_graph.negatives import negatives_file_dict
 
 
 @pytest.fixture(scope="module")
 def graphs(builder, sample_dir):
-    return [img.graph for img in builder.read_source(sample_dir, BuildReport())]
+    return [img.graph for img in builder.read_source(sample_dir, BuildContext(builder=builder, source=sample_dir))]
 
 
 def test_providers_implement_the_protocol(tmp_path):
@@ -76,17 +82,18 @@ def test_precomputed_round_trip_gives_identical_shards(tmp_path, builder, sample
     gen = LexicalNegatives()
     doc = negatives_file_dict({g.image_id: (g, gen.negatives_for(g, random.Random(f"0:negatives:{g.image_id}"))) for g in graphs})
     path = write(tmp_path, doc)
-    result = build(builder, source=sample_dir, out=tmp_path / "out", seed=0, negatives=path, progress=False)
+    result = build(builder, source=sample_dir, out=tmp_path / "out", seed=0, options={"negatives": path}, progress=False)
     shards = lambda m: {f["path"]: f["sha256"] for f in m["files"] if f["path"].startswith("data/")}
     assert shards(result.manifest) == shards(sample_build.manifest)
-    assert result.manifest["negatives"]["kind"] == "file"
+    assert result.manifest["provenance"]["negatives"]["kind"] == "file"
 
 
 def test_missing_entries_are_skipped_and_counted(tmp_path, builder, sample_dir, graphs):
     g = graphs[0]
     negs = LexicalNegatives().negatives_for(g, random.Random(0))
     doc = negatives_file_dict({g.image_id: (g, {k: v for k, v in negs.items() if k != "o0"})})
-    result = build(builder, source=sample_dir, out=tmp_path / "out", negatives=write(tmp_path, doc), progress=False)
+    result = build(builder, source=sample_dir, out=tmp_path / "out", options={"negatives": write(tmp_path, doc)},
+                   max_skip_rate=1.0, progress=False)
     skips = result.manifest["counts"]["skips"]
     total_elements = sum(1 for g2 in graphs for _ in g2.elements())
     assert skips["no_negatives"] == total_elements - (len(negs) - 1)
@@ -116,7 +123,7 @@ def entry(positive, negatives):
 def test_bad_negatives_files_name_file_image_and_element(tmp_path, builder, sample_dir, doc, record, field, message):
     path = write(tmp_path, doc)
     with pytest.raises(NegativesError) as info:
-        build(builder, source=sample_dir, out=tmp_path / "out", negatives=path, progress=False)
+        build(builder, source=sample_dir, out=tmp_path / "out", options={"negatives": path}, progress=False)
     err = info.value
     assert err.path == str(path) and err.record == record and err.field == field
     assert message in str(err) and str(path) in str(err)

@@ -2,8 +2,16 @@
 
 from collections import Counter
 
-from finer_datasets import KLimits, LexicalNegatives, SceneGraph, SGAttribute, SGObject, SGRelation, pairs_for_image
-from finer_datasets.pairs import pair_rng, relation_phrase
+from finer_datasets import (
+    KLimits,
+    LexicalNegatives,
+    SceneGraph,
+    SGAttribute,
+    SGObject,
+    SGRelation,
+    pairs_for_image,
+)
+from finer_datasets.mcq.pairs import pair_rng, relation_phrase
 
 
 def graph(n_objects=7, image_id="img"):

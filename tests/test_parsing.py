@@ -1,9 +1,9 @@
 """Rule-based rewriting of CompreCap sentences (section B.1)."""
 
 import pytest
-
 from finer_datasets.builders.compre_cap.parsing import parse_relation, rewrite_attribute
-from finer_datasets.lexicon import default_lexicon
+
+from finer_datasets.scene_graph.lexicon import default_lexicon
 
 
 @pytest.mark.parametrize(

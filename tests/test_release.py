@@ -4,11 +4,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from finer_datasets.builders.compre_cap.builder import CompreCap
 
 from finer_datasets import VerificationError, build
-from finer_datasets.builders.compre_cap.builder import CompreCap
 from finer_datasets.cli import main
-from finer_datasets.release import ReleaseError, release
+from finer_datasets.hub.release import ReleaseError, release
 
 
 class CompreCapNext(CompreCap):
@@ -16,11 +16,11 @@ class CompreCapNext(CompreCap):
 
     @property
     def version(self) -> str:
-        return "1.1.0"
+        return "2.1.0"
 
     @property
     def release_notes(self) -> str:
-        return "## 1.1.0\n\nSecond release: reshuffled options (seed 1).\n\n" + super().release_notes
+        return "## 2.1.0\n\nSecond release: reshuffled options (seed 1).\n\n" + super().release_notes
 
 
 def git(repo, *args):
@@ -42,26 +42,26 @@ def test_successive_versions_become_commits_and_tags(two_versions):
     v1, v2, root = two_versions
     repo = root / "repo"
     first = release(v1, to=repo)
-    assert (first.tag, git(repo, "branch", "--show-current")) == ("v1.0.0", "main")
+    assert (first.tag, git(repo, "branch", "--show-current")) == ("v2.0.0", "main")
     assert tree_files(repo) == tree_files(v1)
     second = release(v2, to=repo)
-    assert second.tag == "v1.1.0" and second.commit != first.commit
+    assert second.tag == "v2.1.0" and second.commit != first.commit
     assert git(repo, "rev-list", "--count", "main") == "2"
-    assert git(repo, "rev-parse", "v1.0.0^{commit}") == first.commit
-    assert git(repo, "rev-parse", "v1.1.0^{commit}") == second.commit
+    assert git(repo, "rev-parse", "v2.0.0^{commit}") == first.commit
+    assert git(repo, "rev-parse", "v2.1.0^{commit}") == second.commit
     assert tree_files(repo) == tree_files(v2)
-    message = git(repo, "tag", "-l", "--format=%(contents)", "v1.1.0")
-    assert message.startswith("FINER-CompreCap 1.1.0") and "Second release" in message
-    assert git(repo, "cat-file", "-t", "v1.1.0") == "tag"  # annotated
+    message = git(repo, "tag", "-l", "--format=%(contents)", "v2.1.0")
+    assert message.startswith("FINER-CompreCap 2.1.0") and "Second release" in message
+    assert git(repo, "cat-file", "-t", "v2.1.0") == "tag"  # annotated
 
 
 def test_release_notes_accumulate_in_the_card(two_versions):
     _, v2, _ = two_versions
     card = (v2 / "README.md").read_text()
-    assert "## 1.1.0" not in card.split("## Release notes", 1)[0]
+    assert "## 2.1.0" not in card.split("## Release notes", 1)[0]
     notes = card.split("## Release notes", 1)[1]
     assert "Second release" in notes and "First release" in notes
-    assert 'revision="v1.1.0"' in card
+    assert 'revision="v2.1.0"' in card
 
 
 def test_a_released_version_is_immutable(two_versions, capsys):
@@ -69,7 +69,7 @@ def test_a_released_version_is_immutable(two_versions, capsys):
     repo = root / "immutable"
     release(v1, to=repo)
     head = git(repo, "rev-parse", "HEAD")
-    with pytest.raises(ReleaseError, match="already has tag v1.0.0"):
+    with pytest.raises(ReleaseError, match="already has tag v2.0.0"):
         release(v1, to=repo)
     assert main(["release", str(v1), "--to", str(repo)]) == 4
     assert "immutable" in capsys.readouterr().err

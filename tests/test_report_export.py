@@ -11,20 +11,26 @@ import pytest
 from PIL import Image
 
 from finer_datasets import SETTINGS
-from finer_datasets.export import OFFICIAL_COLUMNS, VLMEVALKIT_COLUMNS, export_official_csv, export_vlmevalkit
-from finer_datasets.mcq import LETTERS
-from finer_datasets.report import REPORT_FILES, write_report
-from finer_datasets.scoring import score
+from finer_datasets.eval.export import (
+    OFFICIAL_COLUMNS,
+    VLMEVALKIT_COLUMNS,
+    export_official_csv,
+    export_vlmevalkit,
+)
+from finer_datasets.eval.report import REPORT_FILES, write_report
+from finer_datasets.eval.scoring import pair_records, score
+from finer_datasets.mcq.construct import LETTERS
 
 
 @pytest.fixture(scope="module")
-def splits(sample_build):
-    return {s: datasets.load_dataset(str(sample_build.out), split=s) for s in SETTINGS}
+def images(sample_build):
+    """The per-image rows, as load_dataset gives them."""
+    return datasets.load_dataset(str(sample_build.out), split="test")
 
 
 @pytest.fixture(scope="module")
-def records(splits):
-    return [r for s in SETTINGS for r in splits[s]["json"]]
+def records(images):
+    return pair_records(images)
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +45,13 @@ def result(records):
     return score(records, preds, bootstrap=200, seed=0)
 
 
-def test_score_takes_datasets_directly(splits, records):
+def test_score_takes_per_image_datasets_directly(images, records, sample_build):
     preds = {q["question_id"]: q["answer"] for r in records for q in (r["positive"], r["negative"])}
     wh_preds = {qid: answer for qid, answer in preds.items() if qid.startswith("wh_")}
-    one = score(splits["wh"], wh_preds, bootstrap=0)
-    assert one["n_pairs"] == splits["wh"].num_rows and one["overall"]["paired_accuracy"] == 100.0
-    every = score(datasets.DatasetDict(splits), preds, bootstrap=0)
-    assert every["n_pairs"] == len(records) and list(every["settings"]) == list(SETTINGS)
+    one = score(pair_records(images, ["wh"]), wh_preds, bootstrap=0)
+    assert one["n_pairs"] == sample_build.manifest["counts"]["pairs"]["wh"] and one["overall"]["paired_accuracy"] == 100.0
+    every = score(datasets.DatasetDict({"test": images}), preds, bootstrap=0)
+    assert every["n_pairs"] == len(records) == 289 and list(every["settings"]) == list(SETTINGS)
 
 
 # ---------------------------------------------------------------- report
@@ -140,18 +146,18 @@ def read_csv(path):
 
 
 @pytest.mark.parametrize("setting", ["multi_obj", "wh"])
-def test_vlmevalkit_tsv(tmp_path, splits, sample_dir, setting):
-    ds = splits[setting]
+def test_vlmevalkit_tsv(tmp_path, images, records, sample_dir, setting):
+    chosen = [r for r in records if r["setting"] == setting]
     path = tmp_path / f"{setting}.tsv"
-    assert export_vlmevalkit(ds, path) == 2 * ds.num_rows
+    assert export_vlmevalkit(images, path, settings=[setting]) == 2 * len(chosen)
     header = path.read_text(encoding="utf-8").splitlines()[0]
     assert header.split("\t") == list(VLMEVALKIT_COLUMNS)
-    assert len(path.read_text(encoding="utf-8").splitlines()) == 2 * ds.num_rows + 1
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 2 * len(chosen) + 1
     rows = read_tsv(path)
-    assert len(rows) == 2 * ds.num_rows
+    assert len(rows) == 2 * len(chosen)
     assert [int(r["index"]) for r in rows] == list(range(len(rows)))
     originals = {}
-    for i, record in enumerate(ds["json"]):
+    for i, record in enumerate(chosen):
         for row, polarity, short in ((rows[2 * i], "positive", "pos"), (rows[2 * i + 1], "negative", "neg")):
             q = record[polarity]
             assert row["category"] == f"{setting}_{short}"
@@ -164,11 +170,11 @@ def test_vlmevalkit_tsv(tmp_path, splits, sample_dir, setting):
             assert base64.b64decode(row["image"], validate=True) == originals[name]
 
 
-def test_vlmevalkit_tsv_loads_with_pandas(tmp_path, splits):
+def test_vlmevalkit_tsv_loads_with_pandas(tmp_path, images, records):
     pd = pytest.importorskip("pandas")
     path = tmp_path / "all.tsv"
-    n = export_vlmevalkit(datasets.DatasetDict(splits), path)
-    assert n == 2 * sum(ds.num_rows for ds in splits.values())
+    n = export_vlmevalkit(datasets.DatasetDict({"test": images}), path)
+    assert n == 2 * len(records)
     frame = pd.read_csv(path, sep="\t")
     assert list(frame.columns) == list(VLMEVALKIT_COLUMNS) and len(frame) == n
     assert list(frame["index"]) == list(range(n))
@@ -190,11 +196,11 @@ def test_no_field_breaks_the_tsv(tmp_path, records):
     assert base64.b64decode(out[0]["image"]) == b"\xff\xd8fake-jpeg\t\n"
 
 
-def test_decoded_pil_rows_are_exported_losslessly(tmp_path, splits):
-    rows = [splits["multi_attr"][i] for i in range(2)]  # decoded: PIL images, no original bytes
+def test_decoded_pil_rows_are_exported_losslessly(tmp_path, images):
+    rows = [images[i] for i in range(2)]  # decoded: PIL images, no original bytes
     assert isinstance(rows[0]["jpg"], Image.Image)
     path = tmp_path / "pil.tsv"
-    assert export_vlmevalkit(rows, path) == 4
+    assert export_vlmevalkit(rows, path) == 2 * sum(len(r["json"]["pairs"]) for r in rows)
     out = read_tsv(path)
     with Image.open(io.BytesIO(base64.b64decode(out[0]["image"]))) as image:
         assert image.size == rows[0]["jpg"].size
@@ -202,14 +208,14 @@ def test_decoded_pil_rows_are_exported_losslessly(tmp_path, splits):
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_official_csv(tmp_path, splits, setting):
-    ds = splits[setting]
+def test_official_csv(tmp_path, images, records, setting):
+    chosen = [r for r in records if r["setting"] == setting]
     path = tmp_path / f"{setting}.csv"
-    assert export_official_csv(ds, path) == 2 * ds.num_rows
+    assert export_official_csv(images, path, settings=[setting]) == 2 * len(chosen)
     rows = read_csv(path)
     assert list(rows[0]) == list(OFFICIAL_COLUMNS)
-    assert len(rows) == 2 * ds.num_rows
-    for i, record in enumerate(ds["json"]):
+    assert len(rows) == 2 * len(chosen)
+    for i, record in enumerate(chosen):
         pos, neg = rows[2 * i], rows[2 * i + 1]
         assert (pos["qtype"], neg["qtype"]) == (f"{setting}_pos", f"{setting}_neg")
         assert pos["image"] == neg["image"] == record["image_file"]
@@ -221,9 +227,9 @@ def test_official_csv(tmp_path, splits, setting):
             assert int(row["gt_index"]) == LETTERS.index(q["answer"])
 
 
-def test_official_csv_of_all_splits_and_of_plain_records(tmp_path, splits, records):
+def test_official_csv_of_all_splits_and_of_plain_records(tmp_path, images, records):
     path = tmp_path / "all.csv"
-    assert export_official_csv(datasets.DatasetDict(splits), path) == 2 * len(records)
+    assert export_official_csv(datasets.DatasetDict({"test": images}), path) == 2 * len(records)
     plain = tmp_path / "plain.csv"
     export_official_csv([{"json": r} for r in records], plain)
     assert plain.read_bytes() == path.read_bytes()

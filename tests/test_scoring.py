@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from finer_datasets import FinerError, wh_pair, yesno_pair
-from finer_datasets.mcq import LETTERS
-from finer_datasets.scoring import (
+from finer_datasets.eval.scoring import (
     PairOutcome,
     PredictionsError,
     check_predictions,
@@ -16,6 +15,7 @@ from finer_datasets.scoring import (
     pair_outcome,
     score,
 )
+from finer_datasets.mcq.construct import LETTERS
 
 OBJECTS = ["cat", "desk", "lamp", "chair", "bed", "shelf", "plant", "cup"]
 NEGS = ["dog", "fox", "owl", "rabbit"]

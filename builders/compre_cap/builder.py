@@ -14,51 +14,64 @@ of sentences or one string, possibly empty) is parsed into (subject, predicate, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from finer_datasets._errors import SourceError
-from finer_datasets._images import IMAGE_EXTENSIONS
-from finer_datasets._text import clean_text, split_sentences
-from finer_datasets.builder import BuildReport, DatasetBuilder, SourceImage, image_key
-from finer_datasets.lexicon import Lexicon, default_lexicon
-from finer_datasets.pairs import KLimits
-from finer_datasets.scene_graph import SceneGraph, SGAttribute, SGObject, SGRelation
+from finer_datasets.core.builder import BuildContext, BuildReport, image_key
+from finer_datasets.core.images import IMAGE_EXTENSIONS
+from finer_datasets.core.source import read_json
+from finer_datasets.core.text import clean_text, split_sentences
+from finer_datasets.errors import SourceError
+from finer_datasets.mcq.builder import SceneGraphMCQBuilder, SourceImage
+from finer_datasets.mcq.pairs import KLimits
+from finer_datasets.scene_graph.graph import (
+    SceneGraph,
+    SGAttribute,
+    SGObject,
+    SGRelation,
+)
+from finer_datasets.scene_graph.lexicon import Lexicon, default_lexicon
 
 from .parsing import parse_relation, rewrite_attribute
+from .rewrite import LLMAttributeRewriter
 
 __all__ = ["CompreCap"]
 
 ANNOTATION_FILE = "anno.json"
 
 
-class CompreCap(DatasetBuilder):
+class CompreCap(SceneGraphMCQBuilder):
     """Builder of FINER-CompreCap."""
 
     name = "compre_cap"
-    resource_package = "finer_datasets.builders.compre_cap"
     pretty_name = "FINER-CompreCap"
-    dataset_field = "compre_cap"
     license = "cc-by-4.0"
-    card_template = "compre_cap.md"
+    license_text = ("The questions and scene graphs are derived from the CompreCap annotations (CC BY 4.0). "
+                    "The images are COCO images, which remain under the Flickr terms of use of their owners.")
     limits = KLimits(objects=6, attributes=3, relations=3)
+    llm_stages = {**SceneGraphMCQBuilder.llm_stages, "rewrite": LLMAttributeRewriter}
     # entropy-filter thresholds of the paper for FINER-CompreCap (Table 7)
     entropy_thresholds = {"object": 0.8, "attribute": 0.8, "relation": 0.4}
 
     def __init__(self, lexicon: Lexicon | None = None, *, attribute_rewriter: Any = None):
         self.lexicon = lexicon or default_lexicon()
-        # None: the rule-based rewriter; else e.g. llm.LLMAttributeRewriter (prepare(items) + __call__)
+        # None: the rule-based rewriter (or the LLM's with --llm-stages rewrite); else prepare(items) + __call__
         self.attribute_rewriter = attribute_rewriter
+
+    def scripted_handlers(self) -> list[Any]:
+        from . import scripted
+
+        return [scripted.answer]
 
     @staticmethod
     def images_dir(source: Path) -> Path:
         return source / "images" if (source / "images").is_dir() else source
 
     def source_files(self, source: Path) -> list[tuple[str, list[Path]]]:
+        images = self.images_dir(source)
         return [
             ("annotations", [source / ANNOTATION_FILE]),
-            ("images", [p for p in self.images_dir(source).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]),
+            ("images", sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())),
         ]
 
     # -- structure -----------------------------------------------------------------------------
@@ -66,18 +79,11 @@ class CompreCap(DatasetBuilder):
     def load_annotations(self, source: Path) -> list[dict[str, Any]]:
         """Read ``anno.json`` and check its structure; raise :class:`SourceError` naming the spot."""
         path = source / ANNOTATION_FILE
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError as exc:
-            raise SourceError("annotation file not found", path=path) from exc
-        try:
-            data = json.loads(raw)
-        except UnicodeDecodeError as exc:
-            raise SourceError(f"not UTF-8 text: {exc}", path=path) from exc
-        except json.JSONDecodeError as exc:
-            raise SourceError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", path=path) from exc
+        data = read_json(path)
         if not isinstance(data, list):
             raise SourceError(f"expected a JSON list of images, got {type(data).__name__}", path=path)
+        if not data:
+            raise SourceError("the list of images is empty", path=path)
         seen: dict[str, int] = {}
         for index, record in enumerate(data):
             self._check_record(path, index, record)
@@ -130,11 +136,9 @@ class CompreCap(DatasetBuilder):
 
     # -- content -------------------------------------------------------------------------------
 
-    def read_source(self, source: Path, report: BuildReport, *, rewriter: Any = None) -> list[SourceImage]:
-        source = Path(source)
-        rewriter = rewriter if rewriter is not None else self.attribute_rewriter
-        if not source.is_dir():
-            raise SourceError("source folder not found", path=source)
+    def read_graphs(self, source: Path, ctx: BuildContext) -> list[SourceImage]:
+        source, report = Path(source), ctx.report
+        rewriter = self.attribute_rewriter or (ctx.llm.stage("rewrite") if ctx.llm is not None else None)
         path = source / ANNOTATION_FILE
         images_dir = self.images_dir(source)
         out: list[SourceImage] = []

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from finer_datasets._text import article
-from finer_datasets.lexicon import Lexicon
+from finer_datasets.core.text import article
+from finer_datasets.scene_graph.lexicon import Lexicon
 
 __all__ = ["rewrite_attribute", "parse_relation", "RelationParse", "mention_pattern"]
 

@@ -1,31 +1,29 @@
-"""LLM and MLLM stages of FINER builds (imports httpx; not imported by ``import finer_datasets``).
+"""Model calls of FINER builds (imports httpx; not imported by ``import finer_datasets``).
 
-    LLMConfig, ChatClient            an OpenAI-compatible chat-completions client (retries, re-asks)
-    TranscriptStore, request_key     content-addressed, crash-safe answers; replay
-    LLMNegatives, LLMAttributeRewriter, WhQuestionWriter    the build stages
-    Thresholds, ChatLogprobsDiscriminator, LettersDiscriminator, entropy    the MLLM entropy filter
-    LLMRun                           one build's set-up (recorded in the transcript)
-    ScriptedLLM, ScriptedServer      a deterministic stand-in model for tests and the sample transcript
+    client.py       LLMConfig, ChatClient: OpenAI-compatible chat completions (retries, re-asks,
+                    preflight, circuit breaker), LLMAnswerError
+    transcript.py   TranscriptStore, request_key: content-addressed, crash-safe answers; replay
+    prompts.py      PromptSet: versioned templates (a builder's prompts/ first, then the library's)
+    entropy.py      Thresholds, entropy, ChatLogprobsDiscriminator, LettersDiscriminator (MLLM filter)
+    stages.py       what every stage shares (gather with progress, ask_or_none)
+    run.py          LLMRun: one build's set-up and stages (recorded in the transcript)
+
+The stages themselves live with their concern: ``scene_graph.llm_negatives.LLMNegatives``,
+``mcq.wh_writer.WhQuestionWriter``, and builder-specific ones in the builder's folder.
 """
 
-from .client import ChatClient, LLMConfig, json_parser
-from .entropy import (
-    COMPRE_CAP_THRESHOLDS,
-    DOCCI_THRESHOLDS,
+from finer_datasets.llm.client import ChatClient, LLMAnswerError, LLMConfig, json_parser
+from finer_datasets.llm.entropy import (
     ChatLogprobsDiscriminator,
     LettersDiscriminator,
     Thresholds,
     entropy,
 )
-from .prompts import PROMPTS, prompts_fingerprint, render
-from .run import LLMRun
-from .scripted import ScriptedLLM, ScriptedServer
-from .stages import LLMAttributeRewriter, LLMNegatives, WhQuestionWriter
-from .transcript import TranscriptStore, request_key
+from finer_datasets.llm.prompts import LIBRARY_PROMPTS, PromptSet
+from finer_datasets.llm.run import LLMRun
+from finer_datasets.llm.transcript import TranscriptStore, request_key
 
 __all__ = [
-    "ChatClient", "LLMConfig", "json_parser", "COMPRE_CAP_THRESHOLDS", "DOCCI_THRESHOLDS", "ChatLogprobsDiscriminator",
-    "LettersDiscriminator", "Thresholds", "entropy", "PROMPTS", "prompts_fingerprint", "render", "LLMRun",
-    "ScriptedLLM", "ScriptedServer", "LLMAttributeRewriter", "LLMNegatives", "WhQuestionWriter", "TranscriptStore",
-    "request_key",
+    "ChatClient", "LLMConfig", "LLMAnswerError", "json_parser", "ChatLogprobsDiscriminator", "LettersDiscriminator",
+    "Thresholds", "entropy", "PromptSet", "LIBRARY_PROMPTS", "LLMRun", "TranscriptStore", "request_key",
 ]

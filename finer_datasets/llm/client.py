@@ -6,6 +6,13 @@ JSON, truncated, wrong shape: every answer is checked by a ``parse`` function, u
 JSON Schema). Every request goes through a :class:`~finer_datasets.llm.transcript.TranscriptStore`
 first. The API key is read from an environment variable, sent only in the ``Authorization``
 header, and never logged or written anywhere.
+
+Failures are of two kinds. :class:`LLMAnswerError` is about one request (no usable answer after
+the re-asks, or a 400 for that prompt): the stage skips that element. :class:`LLMError` is about
+the endpoint and aborts the build before anything is written: 401/403 (unauthorised), 404 or an
+unknown model, connection refused at the :meth:`ChatClient.preflight` check, or the **circuit
+breaker**: after ``breaker_failures`` consecutive requests exhausted their retries, or when no
+request has succeeded for ``breaker_seconds``, every pending request fails at once.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -22,10 +30,10 @@ from typing import Any, Callable
 import httpx
 import jsonschema_rs
 
-from .._errors import LLMError, TranscriptMissError
-from .transcript import TranscriptStore, request_key
+from finer_datasets.errors import LLMError, TranscriptMissError
+from finer_datasets.llm.transcript import TranscriptStore, request_key
 
-__all__ = ["LLMConfig", "ChatClient", "json_parser", "Parsed"]
+__all__ = ["LLMConfig", "ChatClient", "json_parser", "Parsed", "LLMAnswerError"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +57,12 @@ class LLMConfig:
     temperature: float = 0.0
     max_tokens: int = 512
     seed: int | None = 0
+    breaker_failures: int = 3
+    breaker_seconds: float = 120.0
+
+
+class LLMAnswerError(LLMError):
+    """One request got no usable answer (re-asks exhausted, or the server refused this prompt)."""
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
@@ -104,6 +118,10 @@ class ChatClient:
         self._locks: dict[str, asyncio.Lock] = {}
         self.lookups = 0  # requests made by the build logic (deterministic)
         self.live: Counter[str] = Counter()  # what happened on the wire this run (logged only)
+        self._failures = 0  # consecutive requests that exhausted their retries
+        self._last_ok: float | None = None
+        self._started: float | None = None
+        self._broken: LLMError | None = None
 
     @property
     def model(self) -> str:
@@ -114,6 +132,41 @@ class ChatClient:
         self._semaphore = None
         self._locks = {}
         return asyncio.run(coroutine)
+
+    def preflight(self) -> None:
+        """Check the endpoint before any work: reachable, authorised, serving the model.
+
+        ``GET <base_url>/models``: a connection error (after 3 quick tries), 401/403, or a model
+        list without this model raises :class:`LLMError` naming the endpoint; a server without
+        the route (404/405/501) is accepted, its first real request will tell.
+        """
+        url = self.config.base_url.rstrip("/") + "/models"
+        if self._transport is not None and not hasattr(self._transport, "handle_request"):
+            return  # an async-only test transport: nothing to check synchronously
+        for attempt in range(3):
+            try:
+                with httpx.Client(transport=self._sync_transport(), timeout=min(self.config.timeout, 10.0)) as http:
+                    r = http.get(url, headers=self._headers())
+                break
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if attempt == 2:
+                    raise LLMError(f"{self.config.base_url}: cannot reach the endpoint ({type(exc).__name__}: {exc})") from exc
+                time.sleep(0.5 * (attempt + 1))
+        if r.status_code in (401, 403):
+            raise LLMError(f"{self.config.base_url}: HTTP {r.status_code} unauthorised; check the key in "
+                           f"${self.config.api_key_env or '(no key variable)'}")
+        if r.status_code != 200:
+            return
+        try:
+            served = [m.get("id") for m in r.json().get("data", []) if isinstance(m, dict)]
+        except (json.JSONDecodeError, AttributeError):
+            return
+        if served and self.config.model not in served:
+            raise LLMError(f"{self.config.base_url}: model {self.config.model!r} is not served there "
+                           f"(it serves {', '.join(map(str, served[:5]))})")
+
+    def _sync_transport(self) -> Any:
+        return self._transport  # None (the network) or a transport with handle_request (httpx.MockTransport)
 
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.config.api_key_env) if self.config.api_key_env else None
@@ -182,38 +235,74 @@ class ChatClient:
                     {"role": "user", "content": f"Your answer could not be used: {problem}. "
                                                 "Reply again with only the JSON object asked for, and nothing else."},
                 ]
-        raise LLMError(f"{purpose or 'request'}: no usable answer after {self.config.max_reasks} re-ask(s): {problem}")
+        raise LLMAnswerError(f"{purpose or 'request'}: no usable answer after {self.config.max_reasks} re-ask(s): {problem}")
+
+    def _check_breaker(self) -> None:
+        if self._broken is not None:
+            raise self._broken
+
+    def _trip(self, url: str, reason: str, *, exhausted: bool) -> None:
+        """Open the circuit breaker when the endpoint looks dead (then every request fails)."""
+        self._failures += exhausted
+        since = time.monotonic() - (self._last_ok or self._started or time.monotonic())
+        if self._failures >= self.config.breaker_failures:
+            self._broken = LLMError(f"{url}: {self._failures} requests in a row failed after retries ({reason}); "
+                                    "circuit breaker open, giving up")
+        elif since > self.config.breaker_seconds:
+            self._broken = LLMError(f"{url}: no successful answer for {since:.0f} s ({reason}); circuit breaker open")
+        if self._broken is not None:
+            raise self._broken
 
     async def _post(self, http: httpx.AsyncClient, messages: list[dict], params: dict) -> dict:
         url = self.config.base_url.rstrip("/") + "/chat/completions"
         payload = {"model": self.config.model, "messages": messages, **params}
         delay = self.config.backoff
+        if self._started is None:
+            self._started = time.monotonic()
         for attempt in range(self.config.max_retries + 1):
+            self._check_breaker()
             reason = ""
             try:
                 self.live["http_requests"] += 1
                 r = await http.post(url, json=payload, headers=self._headers())
                 if r.status_code == 200:
                     try:
-                        return r.json()
+                        body = r.json()
                     except json.JSONDecodeError:
                         reason = "truncated or non-JSON response body"
+                    else:
+                        self._failures, self._last_ok = 0, time.monotonic()
+                        return body
                 elif r.status_code == 429 or r.status_code >= 500:
                     reason = f"HTTP {r.status_code}"
                     retry_after = r.headers.get("retry-after")
                     if retry_after and retry_after.replace(".", "", 1).isdigit():
                         delay = max(delay, min(float(retry_after), self.config.max_backoff))
                 else:
-                    raise LLMError(f"{url}: HTTP {r.status_code}: {r.text[:300]}")
+                    self._fatal_status(url, r)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 reason = f"{type(exc).__name__}"
             if attempt == self.config.max_retries:
-                raise LLMError(f"{url}: giving up after {attempt + 1} attempts ({reason})")
+                self._trip(url, reason, exhausted=True)
+                raise LLMAnswerError(f"{url}: giving up after {attempt + 1} attempts ({reason})")
+            self._trip(url, reason, exhausted=False)
             self.live["retries"] += 1
             logger.info("retrying %s in %.2fs (%s)", url, delay, reason)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.config.max_backoff)
-        raise LLMError(f"{url}: no response")  # not reached
+        raise LLMAnswerError(f"{url}: no response")  # not reached
+
+    def _fatal_status(self, url: str, r: httpx.Response) -> None:
+        """401/403/404 and model errors abort everything; another 4xx fails this request only."""
+        text = " ".join(r.text[:300].split())
+        if r.status_code in (401, 403):
+            self._broken = LLMError(f"{url}: HTTP {r.status_code} unauthorised; check the key in "
+                                    f"${self.config.api_key_env or '(no key variable)'}")
+        elif r.status_code == 404 or "model" in text.lower() and ("not found" in text.lower() or "does not exist" in text.lower()):
+            self._broken = LLMError(f"{url}: HTTP {r.status_code}: endpoint or model {self.config.model!r} not found ({text[:200]})")
+        if self._broken is not None:
+            raise self._broken
+        raise LLMAnswerError(f"{url}: HTTP {r.status_code}: {text[:200]}")
 
     def usage_summary(self) -> dict[str, int]:
         """Deterministic accounting for the manifest (identical when the build is replayed)."""

@@ -1,8 +1,10 @@
-"""One build's LLM/MLLM set-up: the transcript, the clients and the stages that use them.
+"""One build's model set-up: the transcript, the clients, the discriminator and the stages.
 
-The set-up is recorded in the transcript (entry ``config``), so ``--replay TRANSCRIPT`` rebuilds
-exactly the same stages with the same model names and parameters, and answers every request from
-the transcript without any model access.
+The stages are the builder's (``DatasetBuilder.llm_stages``: name -> stage class). A stage class
+has ``tasks`` (the prompt templates it renders), a ``label`` for the card and
+``from_run(run)``. The set-up is recorded in the transcript (entry ``config``), so
+``--replay TRANSCRIPT`` rebuilds exactly the same stages with the same model names and parameters
+and answers every request from the transcript without any model access.
 """
 
 from __future__ import annotations
@@ -11,17 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._errors import TranscriptMissError
-from .client import ChatClient, LLMConfig
-from .entropy import ChatLogprobsDiscriminator, LettersDiscriminator, Thresholds
-from .prompts import prompts_fingerprint
-from .stages import LLMAttributeRewriter, LLMNegatives, WhQuestionWriter
-from .transcript import TranscriptStore
+from finer_datasets.errors import TranscriptMissError, UsageError
+from finer_datasets.llm.client import ChatClient, LLMConfig
+from finer_datasets.llm.entropy import (
+    ChatLogprobsDiscriminator,
+    LettersDiscriminator,
+    Thresholds,
+)
+from finer_datasets.llm.prompts import PromptSet
+from finer_datasets.llm.transcript import TranscriptStore
 
-__all__ = ["LLMRun", "STAGES", "CONFIG_KEY"]
+__all__ = ["LLMRun", "CONFIG_KEY"]
 
-STAGES = ("negatives", "rewrite", "wh")
 CONFIG_KEY = "config"
+_REPLAY_URL = "http://replay.invalid"
 
 
 @dataclass
@@ -30,12 +35,24 @@ class LLMRun:
 
     store: TranscriptStore
     config: dict[str, Any]
-    client: ChatClient | None = None
-    negatives: LLMNegatives | None = None
-    rewriter: LLMAttributeRewriter | None = None
-    wh: WhQuestionWriter | None = None
+    prompts: PromptSet
+    client: ChatClient
+    seed: int = 0
     discriminator: Any = None
+    stages: dict[str, Any] = field(default_factory=dict)
     _clients: list[Any] = field(default_factory=list)
+
+    @property
+    def thresholds(self) -> Thresholds | None:
+        return Thresholds(**self.config["thresholds"]) if self.config.get("thresholds") else None
+
+    @property
+    def rounds(self) -> int:
+        return int(self.config.get("rounds", 3))
+
+    def stage(self, name: str) -> Any:
+        """The stage ``name`` when it runs in this build, else ``None``."""
+        return self.stages.get(name)
 
     @classmethod
     def create(
@@ -43,57 +60,71 @@ class LLMRun:
         store: TranscriptStore,
         *,
         llm: LLMConfig,
-        stages: tuple[str, ...] = STAGES,
+        stages: dict[str, type],
+        prompts: PromptSet,
         mllm: LLMConfig | None = None,
-        mllm_local: str | None = None,
+        local_discriminator: tuple[str, Any] | None = None,
         thresholds: Thresholds | None = None,
         rounds: int = 3,
         seed: int = 0,
         transport: Any = None,
-        vlm: Any = None,
+        preflight: bool = True,
     ) -> LLMRun:
-        """A recording run (answers missing from the transcript are asked for)."""
+        """A recording run: answers missing from the transcript are asked for.
+
+        ``local_discriminator`` is ``(model name, score function)`` for a local MLLM. With
+        ``preflight`` every endpoint is checked first (reachable, authorised, model served).
+        """
+        tasks = [task for stage in stages.values() for task in stage.tasks]
         config = {
             "llm": {"model": llm.model, "temperature": llm.temperature, "max_tokens": llm.max_tokens, "seed": llm.seed},
             "stages": sorted(stages),
             "mllm": None,
             "thresholds": vars(thresholds) if thresholds else None,
             "rounds": rounds,
-            "prompts": prompts_fingerprint(),
+            "prompts": prompts.fingerprint(tasks),
         }
         if mllm is not None:
             config["mllm"] = {"kind": "openai-logprobs", "model": mllm.model, "temperature": mllm.temperature,
                               "seed": mllm.seed}
-        elif mllm_local is not None:
-            config["mllm"] = {"kind": "hf-letters", "model": mllm_local}
-        run = cls._assemble(store, config, llm=llm, mllm=mllm, seed=seed, transport=transport, vlm=vlm)
-        previous = store.get(CONFIG_KEY)
-        if previous is None:
+        elif local_discriminator is not None:
+            config["mllm"] = {"kind": "hf-letters", "model": local_discriminator[0]}
+        run = cls._assemble(store, config, prompts, stages, llm=llm, mllm=mllm, seed=seed, transport=transport,
+                            score=local_discriminator[1] if local_discriminator else None)
+        if preflight:
+            for client in run._clients:
+                if isinstance(client, ChatClient):
+                    client.preflight()
+        if store.get(CONFIG_KEY) is None:
             store.put(CONFIG_KEY, {}, config, {})
         return run
 
     @classmethod
-    def replay(cls, path: str | Path, *, seed: int = 0) -> LLMRun:
+    def replay(cls, path: str | Path, *, stages: dict[str, type], prompts: PromptSet, seed: int = 0) -> LLMRun:
         """A replaying run: set-up from the transcript's ``config`` entry, answers only from it."""
         store = TranscriptStore(path, replay=True)
         entry = store.get(CONFIG_KEY)
         if entry is None:
             raise TranscriptMissError(f"{path}: not a FINER transcript (no {CONFIG_KEY!r} entry)")
         config = entry["response"]
-        llm = LLMConfig(base_url="http://replay.invalid", model=config["llm"]["model"],
-                        temperature=config["llm"]["temperature"], max_tokens=config["llm"]["max_tokens"],
-                        seed=config["llm"]["seed"], api_key_env="")
+        unknown = set(config.get("stages", ())) - set(stages)
+        if unknown:
+            raise UsageError(f"{path}: recorded stages {sorted(unknown)} are not stages of this builder ({sorted(stages)})")
+        spec = config["llm"]
+        llm = LLMConfig(base_url=_REPLAY_URL, model=spec["model"], temperature=spec["temperature"],
+                        max_tokens=spec["max_tokens"], seed=spec["seed"], api_key_env="")
         mllm = None
         if config.get("mllm") and config["mllm"]["kind"] == "openai-logprobs":
-            mllm = LLMConfig(base_url="http://replay.invalid", model=config["mllm"]["model"], api_key_env="",
+            mllm = LLMConfig(base_url=_REPLAY_URL, model=config["mllm"]["model"], api_key_env="",
                              temperature=config["mllm"]["temperature"], seed=config["mllm"]["seed"])
-        return cls._assemble(store, config, llm=llm, mllm=mllm, seed=seed, transport=None, vlm=None)
+        chosen = {name: stages[name] for name in config["stages"]}
+        return cls._assemble(store, config, prompts, chosen, llm=llm, mllm=mllm, seed=seed, transport=None, score=None)
 
     @classmethod
-    def _assemble(cls, store: TranscriptStore, config: dict, *, llm: LLMConfig, mllm: LLMConfig | None, seed: int,
-                  transport: Any, vlm: Any) -> LLMRun:
+    def _assemble(cls, store: TranscriptStore, config: dict, prompts: PromptSet, stages: dict[str, type], *,
+                  llm: LLMConfig, mllm: LLMConfig | None, seed: int, transport: Any, score: Any) -> LLMRun:
         client = ChatClient(llm, store, transport=transport)
-        run = cls(store=store, config=config, client=client)
+        run = cls(store=store, config=config, prompts=prompts, client=client, seed=seed)
         run._clients.append(client)
         spec = config.get("mllm")
         if spec and spec["kind"] == "openai-logprobs":
@@ -101,20 +132,10 @@ class LLMRun:
             run._clients.append(mclient)
             run.discriminator = ChatLogprobsDiscriminator(mclient)
         elif spec and spec["kind"] == "hf-letters":
-            if vlm is None and not store.replay:
-                from ..engines import VisionLanguageModel
-
-                vlm = VisionLanguageModel.from_pretrained(spec["model"])
-            run.discriminator = LettersDiscriminator(vlm, spec["model"], store)
+            run.discriminator = LettersDiscriminator(score, spec["model"], store)
             run._clients.append(run.discriminator)
-        thresholds = Thresholds(**config["thresholds"]) if config.get("thresholds") else None
-        if "negatives" in config["stages"]:
-            run.negatives = LLMNegatives(client, discriminator=run.discriminator, thresholds=thresholds,
-                                         rounds=config["rounds"], seed=seed)
-        if "rewrite" in config["stages"]:
-            run.rewriter = LLMAttributeRewriter(client)
-        if "wh" in config["stages"]:
-            run.wh = WhQuestionWriter(client)
+        for name in sorted(stages):
+            run.stages[name] = stages[name].from_run(run)
         return run
 
     def used_keys(self) -> set[str]:
@@ -144,6 +165,14 @@ class LLMRun:
                 out[k] = out.get(k, 0) + v
         return out
 
+    def reports(self) -> dict[str, Any]:
+        """What the stages report for the manifest (e.g. ``entropy_filter``: per-level counts)."""
+        out: dict[str, Any] = {}
+        for _, stage in sorted(self.stages.items()):
+            if hasattr(stage, "report"):
+                out.update(stage.report())
+        return out
+
     def manifest(self, transcript_entries: int) -> dict[str, Any]:
         return {
             "model": self.config["llm"]["model"],
@@ -151,6 +180,25 @@ class LLMRun:
             "mllm": self.config.get("mllm"),
             "prompts": self.config["prompts"],
             "usage": self.usage(),
-            "entropy_filter": self.negatives.filter_report() if self.negatives else None,
+            **self.reports(),
             "transcript": {"path": "transcript.jsonl", "entries": transcript_entries},
         }
+
+    def card_text(self) -> str:
+        """The card's "Models" line: which model did what, filter statistics, usage."""
+        labels = ", ".join(getattr(self.stages[s], "label", s) for s in sorted(self.stages))
+        text = f"LLM `{self.config['llm']['model']}` ({labels})"
+        if self.config.get("mllm"):
+            text += f"; MLLM discriminator `{self.config['mllm']['model']}` ({self.config['mllm']['kind']})"
+        for stage in self.stages.values():
+            if hasattr(stage, "card_text"):
+                text += stage.card_text()
+        usage = self.usage()
+        return text + (f"\n\n  Usage: {usage['requests']} requests, {usage['unique_prompts']} unique prompts, "
+                       f"{usage['cache_hits']} cache hits, {usage['prompt_tokens']} prompt + "
+                       f"{usage['completion_tokens']} completion tokens")
+
+    def transcript_text(self) -> str:
+        return (f"`transcript.jsonl` ({len(self.used_keys())} entries: every model answer this build used, "
+                "keyed by sha256 of backend, model, prompt and parameters); "
+                "`finer build ... --replay transcript.jsonl` rebuilds this folder byte for byte with no model access")

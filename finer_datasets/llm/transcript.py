@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from .._errors import TranscriptMissError
+from finer_datasets.errors import TranscriptMissError
 
 __all__ = ["request_key", "TranscriptStore"]
 

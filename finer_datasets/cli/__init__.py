@@ -1,0 +1,146 @@
+"""The ``finer`` command line.
+
+    finer build NAME (--source DIR | --sample) --out DIR [options]   build a dataset folder (= a Hub repo)
+    finer verify DATASET                                             check a folder against its manifest
+    finer release DATASET --to REPO_DIR                              commit + tag v<VERSION> in a git repo
+    finer publish DATASET --repo ORG/NAME [--private] [--dry-run]    upload to the Hub and tag
+    finer score DATASET --predictions FILE --out DIR [...]           paired accuracy and more
+    finer export DATASET --format FORMAT --out FILE [...]            files for other evaluation tools
+    finer list                                                       the registered datasets
+
+DATASET is a built folder or a Hub id (``finer/compre_cap``) everywhere. Errors are one line
+``error: ...`` on stderr and the exit status of :data:`finer_datasets.errors.EXIT_CODES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from finer_datasets._version import __version__
+from finer_datasets.errors import EXIT_CODES, FinerError
+
+__all__ = ["main", "parser", "positive_int", "non_negative_int", "fraction"]
+
+_EPILOG = "exit status: " + "; ".join(f"{code} {text.split(':')[0].split(' (')[0]}" for code, text in EXIT_CODES.items())
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _dataset_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", metavar="DATASET", help="built dataset folder or Hub id (e.g. finer/compre_cap)")
+
+
+def parser(builder: object = None) -> argparse.ArgumentParser:
+    """The argument parser; with a ``builder``, ``build`` also takes that builder's own options."""
+    from finer_datasets.cli import build as build_cmd
+    from finer_datasets.cli import data as data_cmd
+
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(prog="finer", description="Build, verify, release, score and export the FINER datasets.",
+                                epilog=_EPILOG)
+    p.add_argument("--version", action="version", version=f"finer-datasets {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("build", help="build a dataset folder (= a Hub dataset repo)", formatter_class=fmt,
+                       description="Build a FINER dataset from its source into a folder that is exactly a Hub dataset repo.")
+    build_cmd.add_arguments(b, builder)
+
+    v = sub.add_parser("verify", help="check a dataset folder against its manifest", formatter_class=fmt,
+                       description="Re-hash every file and check the manifest's own digest.")
+    _dataset_arg(v)
+
+    r = sub.add_parser("release", help="commit a dataset folder into a git repo and tag it v<VERSION>",
+                       formatter_class=fmt, description="Lay a verified dataset folder into a local git repository "
+                       "(branch main) as one commit tagged v<VERSION>; a released version is never overwritten.")
+    _dataset_arg(r)
+    r.add_argument("--to", type=Path, required=True, help="git repository (created when missing or empty)")
+
+    u = sub.add_parser("publish", help="upload a dataset folder to the Hub and tag it v<VERSION>", formatter_class=fmt,
+                       description="Create the Hub repo if needed, upload, check the remote against the manifest, tag.")
+    _dataset_arg(u)
+    u.add_argument("--repo", required=True, help="dataset repo id ORG/NAME, e.g. finer/compre_cap")
+    u.add_argument("--private", action="store_true", help="create the repo as private")
+    u.add_argument("--dry-run", action="store_true", help="print the plan (files, sizes, tag) and touch nothing")
+
+    s = sub.add_parser("score", help="score a predictions file (paired accuracy and more)", formatter_class=fmt,
+                       description="Score raw model answers: paired accuracy per setting, by k and position, FP/FN "
+                       "rates, bootstrap CI; writes report.json, report.md and plots.")
+    data_cmd.add_score_arguments(s)
+
+    x = sub.add_parser("export", help="export the questions for other evaluation tools", formatter_class=fmt,
+                       description="Write the questions in another tool's format (images byte for byte).")
+    data_cmd.add_export_arguments(x)
+
+    sub.add_parser("list", help="list the registered datasets", description="List the registered datasets.")
+    return p
+
+
+def _run(args: argparse.Namespace, builder: object) -> int:
+    from finer_datasets.cli import build as build_cmd
+    from finer_datasets.cli import data as data_cmd
+
+    if args.command == "build":
+        return build_cmd.run(args, builder)
+    if args.command == "list":
+        from finer_datasets.core.registry import builder_classes
+
+        for name, cls in builder_classes().items():
+            print(f"{name:<12} {cls.pretty_name}")
+        return 0
+    return data_cmd.COMMANDS[args.command](args)
+
+
+def _builder_for(argv: list[str]) -> object:
+    """The builder named after ``build`` (its options join the parser), or ``None``."""
+    if "build" not in argv:
+        return None
+    i = argv.index("build")
+    if i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+        from finer_datasets.core.registry import get_builder
+
+        return get_builder(argv[i + 1])
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.DEBUG if "-v" in argv or "--verbose" in argv else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        builder = _builder_for(argv)
+        args = parser(builder).parse_args(argv)
+        return _run(args, builder)
+    except FinerError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; temporary output removed", file=sys.stderr)
+        return 130
+    except Exception as exc:  # Hub/HTTP errors: a message, never a traceback with request headers
+        if type(exc).__module__.split(".")[0] not in ("huggingface_hub", "httpx", "httpx2", "requests"):
+            raise
+        print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1

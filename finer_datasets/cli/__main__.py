@@ -1,0 +1,5 @@
+import sys
+
+from finer_datasets.cli import main
+
+sys.exit(main())

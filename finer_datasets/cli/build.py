@@ -1,0 +1,168 @@
+"""``finer build``: the generic options, the builder's own options, and the model set-up."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from finer_datasets.cli import fraction, positive_int
+from finer_datasets.core.builder import DEFAULT_MAX_SKIP_RATE
+from finer_datasets.errors import UsageError
+
+__all__ = ["add_arguments", "run", "canonical_command", "llm_run"]
+
+
+def add_arguments(b: argparse.ArgumentParser, builder: Any) -> None:
+    from finer_datasets.core.build import DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES
+
+    b.add_argument("dataset", help="dataset name (finer list shows them), e.g. compre_cap")
+    src = b.add_mutually_exclusive_group(required=True)
+    src.add_argument("--source", type=Path, help="source folder in the dataset's original layout (read, never written)")
+    src.add_argument("--sample", action="store_true", help="use the small sample bundled with the package")
+    b.add_argument("--out", type=Path, required=True,
+                   help="output folder; it must not exist (or be empty) unless --overwrite, and never be, contain "
+                        "or sit inside the source")
+    b.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    b.add_argument("--strict", action="store_true", help="fail on the first content problem instead of skipping it")
+    b.add_argument("--max-skip-rate", type=fraction, default=DEFAULT_MAX_SKIP_RATE,
+                   help="fail when more than this share of elements is skipped for defects (not by policy)")
+    b.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output folder written by a previous build (atomically, on success)")
+    b.add_argument("--shard-samples", type=positive_int, default=DEFAULT_MAX_SAMPLES, help="max samples per shard")
+    b.add_argument("--shard-bytes", type=positive_int, default=DEFAULT_MAX_BYTES, help="max bytes per shard")
+    b.add_argument("--repo-id", default=None, help="Hub repo id shown in the card's examples (default finer/<dataset>)")
+    b.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    if builder is not None:
+        builder.add_arguments(b.add_argument_group(f"{builder.pretty_name} options"))
+    stages = ", ".join(builder.llm_stages) if builder is not None else "the builder's stages"
+    g = b.add_argument_group("LLM and MLLM stages (default: none, the build needs no model)")
+    g.add_argument("--llm-base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, ...)")
+    g.add_argument("--llm-model", help="model name sent to the endpoint")
+    g.add_argument("--llm-api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key (never logged)")
+    g.add_argument("--llm-stages", default=None, help=f"comma list of stages to run (default: all: {stages})")
+    g.add_argument("--llm-concurrency", type=positive_int, default=8, help="concurrent LLM requests")
+    g.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request")
+    g.add_argument("--llm-max-retries", type=int, default=6, help="retries per request on 429/5xx/connection errors")
+    g.add_argument("--llm-breaker-seconds", type=float, default=120.0,
+                   help="abort when no request has succeeded for this long (the circuit breaker)")
+    g.add_argument("--mllm-base-url", help="OpenAI-compatible vision endpoint returning logprobs (entropy filter)")
+    g.add_argument("--mllm-model", help="discriminator model name (with --mllm-base-url) ...")
+    g.add_argument("--mllm-local", help="... or a Hugging Face model id/folder run locally with the letters engine")
+    g.add_argument("--mllm-api-key-env", default="OPENAI_API_KEY", help="environment variable holding the MLLM API key")
+    g.add_argument("--mllm-concurrency", type=positive_int, default=None,
+                   help="concurrent discriminator requests (default: --llm-concurrency)")
+    g.add_argument("--mllm-rounds", type=int, default=3, help="max regeneration rounds per element")
+    g.add_argument("--theta-obj", type=float, default=None, help="entropy threshold for objects (default: the paper's)")
+    g.add_argument("--theta-attr", type=float, default=None, help="entropy threshold for attributes")
+    g.add_argument("--theta-rel", type=float, default=None, help="entropy threshold for relations")
+    g.add_argument("--transcript", type=Path, help="SQLite transcript to record into (default: OUT.transcript.sqlite)")
+    g.add_argument("--replay", type=Path, help="answer every model request from this transcript (.sqlite or .jsonl; "
+                   "'sample' = the sample's bundled one); no model access")
+
+
+def canonical_command(args: argparse.Namespace, builder: Any, llm: Any = None) -> list[str]:
+    """The build command as recorded in the card: no local paths or URLs, so builds stay
+    reproducible (a replayed build records the same command as the recorded one)."""
+    cmd = ["finer", "build", args.dataset]
+    cmd += ["--sample"] if args.sample else ["--source", args.source.resolve().name or "SOURCE"]
+    cmd += ["--out", "OUT", "--seed", str(args.seed)]
+    for name, value in builder.recorded_options(builder.options_from(args)).items():
+        cmd += [f"--{name.replace('_', '-')}", str(value)]
+    if args.strict:
+        cmd.append("--strict")
+    if llm is not None:
+        config = llm.config
+        cmd += ["--llm-base-url", "URL", "--llm-model", config["llm"]["model"], "--llm-stages", ",".join(config["stages"])]
+        mllm = config.get("mllm")
+        if mllm and mllm["kind"] == "hf-letters":
+            cmd += ["--mllm-local", mllm["model"]]
+        elif mllm:
+            cmd += ["--mllm-base-url", "URL", "--mllm-model", mllm["model"]]
+        if mllm and config.get("thresholds"):
+            t = config["thresholds"]
+            cmd += ["--mllm-rounds", str(config["rounds"]), "--theta-obj", str(t["object"]),
+                    "--theta-attr", str(t["attribute"]), "--theta-rel", str(t["relation"])]
+    return cmd
+
+
+def _local_discriminator(name: str) -> tuple[str, Any]:
+    from finer_datasets.eval.engines import VisionLanguageModel, letters_scorer
+
+    return name, letters_scorer(VisionLanguageModel.from_pretrained(name))
+
+
+def llm_run(args: argparse.Namespace, builder: Any) -> Any:
+    """The model set-up asked for on the command line (``None`` for a build without models)."""
+    from finer_datasets.llm import (
+        LLMConfig,
+        LLMRun,
+        PromptSet,
+        Thresholds,
+        TranscriptStore,
+    )
+
+    prompts = PromptSet.for_builder(builder.prompts_dir())
+    if args.replay:
+        replay = args.replay
+        if str(replay) == "sample":
+            if not args.sample:
+                raise UsageError("--replay sample goes with --sample (it is the sample's bundled transcript)")
+            replay = builder.sample_dir() / "transcript.jsonl"
+        return LLMRun.replay(replay, stages=builder.llm_stages, prompts=prompts, seed=args.seed)
+    if not (args.llm_base_url or args.llm_model):
+        if args.mllm_base_url or args.mllm_model or args.mllm_local:
+            raise UsageError("the MLLM entropy filter needs an LLM to regenerate negatives: add --llm-base-url and --llm-model")
+        return None
+    if not (args.llm_base_url and args.llm_model):
+        raise UsageError("--llm-base-url and --llm-model go together")
+    if not builder.llm_stages:
+        raise UsageError(f"{builder.name} has no model stages")
+    names = [s.strip() for s in (args.llm_stages or ",".join(builder.llm_stages)).split(",") if s.strip()]
+    unknown = sorted(set(names) - set(builder.llm_stages))
+    if unknown:
+        raise UsageError(f"--llm-stages {unknown} unknown for {builder.name}: use {', '.join(builder.llm_stages)}")
+    common = dict(timeout=args.llm_timeout, max_retries=args.llm_max_retries, breaker_seconds=args.llm_breaker_seconds)
+    llm = LLMConfig(base_url=args.llm_base_url, model=args.llm_model, api_key_env=args.llm_api_key_env,
+                    concurrency=args.llm_concurrency, **common)
+    mllm = None
+    if args.mllm_base_url or args.mllm_model:
+        if not (args.mllm_base_url and args.mllm_model):
+            raise UsageError("--mllm-base-url and --mllm-model go together")
+        mllm = LLMConfig(base_url=args.mllm_base_url, model=args.mllm_model, api_key_env=args.mllm_api_key_env,
+                         concurrency=args.mllm_concurrency or args.llm_concurrency, **common)
+    thresholds = None
+    if mllm is not None or args.mllm_local:
+        defaults = builder.entropy_thresholds or {}
+        chosen = {"object": args.theta_obj, "attribute": args.theta_attr, "relation": args.theta_rel}
+        missing = [k for k, v in chosen.items() if v is None and k not in defaults]
+        if missing:
+            raise UsageError(f"{builder.name} has no default entropy threshold for {missing}: pass --theta-*")
+        thresholds = Thresholds(**{k: v if v is not None else defaults[k] for k, v in chosen.items()})
+    transcript = args.transcript or args.out.with_name(args.out.name + ".transcript.sqlite")
+    return LLMRun.create(TranscriptStore(transcript), llm=llm, stages={n: builder.llm_stages[n] for n in names},
+                         prompts=prompts, mllm=mllm, thresholds=thresholds, rounds=args.mllm_rounds, seed=args.seed,
+                         local_discriminator=_local_discriminator(args.mllm_local) if args.mllm_local else None)
+
+
+def run(args: argparse.Namespace, builder: Any) -> int:
+    from finer_datasets.core.build import build
+
+    source = builder.sample_dir() if args.sample else args.source
+    llm = llm_run(args, builder)
+    protected = [p for p in (args.transcript, args.replay if args.replay and str(args.replay) != "sample" else None) if p]
+    if llm is not None and not args.replay:
+        protected.append(llm.store.path)
+    result = build(
+        builder, source=source, out=args.out, seed=args.seed, strict=args.strict, overwrite=args.overwrite,
+        max_skip_rate=args.max_skip_rate, max_samples=args.shard_samples, max_bytes=args.shard_bytes,
+        command=canonical_command(args, builder, llm), repo_id=args.repo_id,
+        progress=False if args.no_progress else None, llm=llm, options=builder.options_from(args), protected=protected,
+    )
+    counts = result.manifest["counts"]
+    records = counts.get("records", sum(counts["samples"].values()))
+    detail = ", ".join(f"{s} {n}" for s, n in counts.get("pairs", {}).items())
+    print(f"built {result.manifest['pretty_name']} {result.manifest['version']} in {result.out}: {records} records"
+          f"{' (' + detail + ')' if detail else ''} from {counts['images']} images; "
+          f"{sum(counts['skips'].values())} skipped element(s), see build_report.json")
+    return 0

@@ -1,0 +1,124 @@
+"""``finer verify | release | publish | score | export``: commands on a built dataset."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from finer_datasets.cli import non_negative_int
+from finer_datasets.errors import UsageError
+
+__all__ = ["COMMANDS", "add_score_arguments", "add_export_arguments"]
+
+EXPORT_FORMATS = ("vlmevalkit", "official-csv")
+
+
+def add_score_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("dataset", metavar="DATASET", nargs="?", help="built dataset folder or Hub id (e.g. finer/compre_cap)")
+    s.add_argument("--dataset", dest="dataset_option", metavar="DATASET", help=argparse.SUPPRESS)
+    s.add_argument("--revision", default=None, help="Hub revision, e.g. v2.0.0 (Hub ids only)")
+    s.add_argument("--predictions", type=Path, required=True, help='JSONL: {"question_id": ..., "response": ...} per line')
+    s.add_argument("--out", type=Path, required=True, help="report folder (report.json, report.md, plots)")
+    s.add_argument("--name", default=None, help="model name shown in the report title")
+    s.add_argument("--parser", choices=("strict", "official"), default="strict",
+                   help="answer parser: strict (never guesses) or official (FINER's released first-letter parser)")
+    s.add_argument("--setting", action="append", default=None,
+                   help="score only this setting (repeatable; official names such as multi_object work too)")
+    s.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples for the 95%% CI (0: none)")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    s.add_argument("--allow-unverified", action="store_true",
+                   help="score a dataset that fails verification (loud warning; the report says so)")
+
+
+def add_export_arguments(x: argparse.ArgumentParser) -> None:
+    x.add_argument("dataset", metavar="DATASET", help="built dataset folder or Hub id (e.g. finer/compre_cap)")
+    x.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="the other tool's format")
+    x.add_argument("--out", type=Path, required=True, help="output file (.tsv or .csv)")
+    x.add_argument("--setting", action="append", default=None, help="export only this setting (repeatable)")
+    x.add_argument("--revision", default=None, help="Hub revision (Hub ids only)")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from finer_datasets.core.manifest import verify
+
+    manifest = verify(args.dataset)
+    protected = "digest checked" if "digest" in manifest else "format 1: the manifest itself carries no digest"
+    print(f"OK: {len(manifest['files'])} files match the manifest of {manifest['pretty_name']} "
+          f"{manifest['version']} ({protected})")
+    return 0
+
+
+def _release(args: argparse.Namespace) -> int:
+    from finer_datasets.hub.release import release
+
+    done = release(args.dataset, to=args.to)
+    print(f"released {args.dataset} as {done.tag} (commit {done.commit[:12]}) in {done.repo}")
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from finer_datasets.hub.publish import plan_publish, publish
+
+    plan = plan_publish(args.dataset, args.repo, private=args.private)
+    print(plan.describe())
+    if args.dry_run:
+        print("dry run: nothing was uploaded")
+        return 0
+    commit = publish(plan)
+    print(f"published datasets/{plan.repo_id} {plan.tag} (commit {commit[:12]})")
+    return 0
+
+
+def _out_file(path: Path, option: str = "--out") -> None:
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder; give a file name")
+
+
+def _out_folder(path: Path, option: str = "--out") -> None:
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is an existing file; give a folder for the report")
+
+
+def _score(args: argparse.Namespace) -> int:
+    from finer_datasets.constants import canonical_settings
+    from finer_datasets.eval.report import write_report
+    from finer_datasets.eval.scoring import load_predictions, pair_records, score
+    from finer_datasets.hub.resolve import resolve_dataset
+    from finer_datasets.hub.shards import iter_records
+
+    name = args.dataset or args.dataset_option
+    if not name:
+        raise UsageError("score needs the DATASET (a built folder or a Hub id)")
+    settings = canonical_settings(args.setting) if args.setting else None
+    _out_folder(args.out)
+    dataset = resolve_dataset(name, revision=args.revision, allow_unverified=args.allow_unverified)
+    records = pair_records(iter_records(dataset.folder, dataset.manifest), settings)
+    result = score(records, load_predictions(args.predictions), parser=args.parser, bootstrap=args.bootstrap,
+                   seed=args.seed)
+    result["dataset"] = dataset.provenance()
+    result["model"] = args.name
+    title = f"FINER evaluation: {args.name + ' on ' if args.name else ''}{name}"
+    written = write_report(result, args.out, title=title)
+    for setting, block in result["settings"].items():
+        print(f"{setting:>10}: paired accuracy {block['paired_accuracy']:.1f}% over {block['n_pairs']} pairs")
+    print(f"report: {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from finer_datasets.constants import canonical_settings
+    from finer_datasets.eval.export import export_official_csv, export_vlmevalkit
+    from finer_datasets.hub.resolve import resolve_dataset
+    from finer_datasets.hub.shards import iter_samples
+
+    settings = canonical_settings(args.setting) if args.setting else None
+    _out_file(args.out)
+    dataset = resolve_dataset(args.dataset, revision=args.revision)
+    writer = export_vlmevalkit if args.format == "vlmevalkit" else export_official_csv
+    rows = iter_samples(dataset.folder, dataset.manifest, images=args.format == "vlmevalkit")
+    n = writer(rows, args.out, settings=settings)
+    print(f"wrote {n} questions to {args.out}")
+    return 0
+
+
+COMMANDS = {"verify": _verify, "release": _release, "publish": _publish, "score": _score, "export": _export}

@@ -1,0 +1,258 @@
+"""The build core: source -> units -> (model stages) -> one sample per image -> validated shards,
+card and manifest, written into a staging folder that replaces the output only on success.
+
+It knows no dataset: everything specific comes from the builder's hooks
+(:class:`~finer_datasets.core.builder.DatasetBuilder`). The path of one record::
+
+    builder.read_source  ->  builder.prepare (LLM/MLLM, before any shard)  ->  builder.make_sample
+    ->  image read + fully decoded  ->  record validated against builder.record_schema
+    ->  ShardWriter (data/<split>-NNNNN.tar: <key>.<jpg|png> + <key>.json)
+    ->  build_report.json, transcript.jsonl, README.md (card), manifest.json  ->  atomic swap into --out
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from tqdm.auto import tqdm
+
+from finer_datasets._version import __version__
+from finer_datasets.core.builder import (
+    DEFAULT_MAX_SKIP_RATE,
+    BuildContext,
+    BuildReport,
+    DatasetBuilder,
+    Sample,
+)
+from finer_datasets.core.card import card_metadata, render_card
+from finer_datasets.core.images import read_image
+from finer_datasets.core.manifest import file_entry, fingerprint_files, write_manifest
+from finer_datasets.core.output import staged_output
+from finer_datasets.core.shards import ShardWriter, encode_json
+from finer_datasets.core.validation import schema_name, validate
+from finer_datasets.errors import QualityError, SourceError, UsageError
+
+__all__ = ["BuildResult", "build", "DEFAULT_MAX_SAMPLES", "DEFAULT_MAX_BYTES", "REPORT", "CARD", "TRANSCRIPT"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_SAMPLES = 10_000
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+REPORT = "build_report.json"
+TRANSCRIPT = "transcript.jsonl"
+CARD = "README.md"
+
+
+@dataclass
+class BuildResult:
+    """What :func:`build` produced."""
+
+    out: Path
+    manifest: dict[str, Any]
+    report: BuildReport
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def build(
+    builder: DatasetBuilder,
+    *,
+    source: str | Path,
+    out: str | Path,
+    seed: int = 0,
+    strict: bool = False,
+    overwrite: bool = False,
+    max_skip_rate: float = DEFAULT_MAX_SKIP_RATE,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    command: Sequence[str] | None = None,
+    repo_id: str | None = None,
+    progress: bool | None = None,
+    llm: Any = None,
+    options: dict[str, Any] | None = None,
+    protected: Sequence[Path] = (),
+) -> BuildResult:
+    """Build ``builder``'s dataset from ``source`` into the folder ``out`` (a Hub dataset repo).
+
+    ``llm`` is a :class:`finer_datasets.llm.LLMRun` when model stages run; ``options`` are the
+    builder's own options (see its ``add_arguments``); ``command`` is recorded in the card;
+    ``protected`` names more input paths that ``out`` must not contain (transcripts, files named
+    by options). Output safety (lock, staging, atomic replace) is
+    :func:`finer_datasets.core.output.staged_output`'s; a build that yields no record, or skips
+    more than ``max_skip_rate`` of its elements for defects, fails with :class:`QualityError`
+    and replaces nothing.
+    """
+    if max_samples < 1 or max_bytes < 1:
+        raise UsageError("--shard-samples and --shard-bytes must be positive")
+    if not 0.0 <= max_skip_rate <= 1.0:
+        raise UsageError(f"--max-skip-rate must be between 0 and 1, got {max_skip_rate}")
+    source = Path(source)
+    if not source.is_dir():
+        raise SourceError("source folder not found" if not source.exists() else "source is not a folder", path=source)
+    options = dict(options or {})
+    guarded = [source, *protected, *builder.protected_paths(options)]
+    with staged_output(Path(out), protected=guarded, overwrite=overwrite) as staging:
+        ctx = BuildContext(builder=builder, source=source, seed=seed, llm=llm, options=options, progress=progress,
+                           report=BuildReport(strict=strict, root=source, policy=builder.policy_skips))
+        result = _build_into(builder, ctx, staging, max_skip_rate=max_skip_rate, max_samples=max_samples,
+                             max_bytes=max_bytes, command=command, repo_id=repo_id)
+    result.out = Path(out)
+    logger.info("built %s %s into %s", builder.name, result.manifest["version"], out)
+    return result
+
+
+def _image(sample: Sample) -> tuple[bytes, str]:
+    file, record = sample.origin
+    try:
+        data, info = read_image(sample.image)
+    except FileNotFoundError as exc:
+        raise SourceError(f"image file not found: {sample.image}", path=file, record=record, field="image") from exc
+    except OSError as exc:
+        raise SourceError(f"cannot read image {sample.image}: {exc.strerror or exc}", path=file, record=record,
+                          field="image") from exc
+    except ValueError as exc:
+        raise SourceError(f"bad image {sample.image}: {exc}", path=file, record=record, field="image") from exc
+    return data, info.extension
+
+
+def _write_samples(builder: DatasetBuilder, units: list[Any], ctx: BuildContext, root: Path, timings: Counter[str],
+                   *, max_samples: int, max_bytes: int) -> tuple[dict[str, Any], set[str], int]:
+    """The per-unit loop; returns (shards by split, image extensions seen, images written)."""
+    columns: set[str] = set()
+    written = 0
+    with contextlib.ExitStack() as stack:
+        writers = {split: stack.enter_context(ShardWriter(root / "data", split, max_samples=max_samples,
+                                                          max_bytes=max_bytes, background=True))
+                   for split in builder.splits}
+        bar = tqdm(units, desc=f"build {builder.name}", unit="img", disable=None if ctx.progress is None else not ctx.progress)
+        for unit in bar:
+            t = time.perf_counter()
+            sample = builder.make_sample(unit, ctx)
+            timings["records"] += time.perf_counter() - t
+            if sample is None:
+                continue
+            if sample.split not in writers:
+                raise UsageError(f"builder {builder.name}: sample {sample.key} names split {sample.split!r}, "
+                                 f"not one of {builder.splits}")
+            t = time.perf_counter()
+            data, extension = _image(sample)
+            timings["images"] += time.perf_counter() - t
+            t = time.perf_counter()
+            validate(builder.record_schema, sample.record, key=sample.key)
+            timings["validate"] += time.perf_counter() - t
+            t = time.perf_counter()
+            writers[sample.split].write(sample.key, {extension: data, "json": encode_json(sample.record)})
+            timings["write"] += time.perf_counter() - t
+            columns.add(extension)
+            written += 1
+        t = time.perf_counter()
+        shards = {split: writer.close(keep_empty=True) for split, writer in writers.items()}
+        timings["write"] += time.perf_counter() - t
+    return shards, columns, written
+
+
+def _check_quality(ctx: BuildContext, written: int, max_skip_rate: float) -> None:
+    report = ctx.report
+    if written == 0:
+        raise QualityError(f"the build of {ctx.source} produced no records ({sum(report.skip_counts().values())} "
+                           "skipped elements; see the log); nothing was written")
+    rate = report.defect_rate()
+    if rate > max_skip_rate:
+        top = ", ".join(f"{r} {n}" for r, n in report.skip_counts().items() if r not in report.policy)
+        raise QualityError(f"{100 * rate:.1f}% of {report.considered + report.read_defects} elements were skipped for defects ({top}), "
+                           f"more than --max-skip-rate {max_skip_rate}; nothing was written")
+
+
+def _build_into(builder: DatasetBuilder, ctx: BuildContext, root: Path, *, max_skip_rate: float, max_samples: int,
+                max_bytes: int, command: Sequence[str] | None, repo_id: str | None) -> BuildResult:
+    timings: Counter[str] = Counter()
+    t0 = time.perf_counter()
+    units = builder.read_source(ctx.source, ctx)
+    ctx.report.end_of_read()
+    timings["read_source"] += time.perf_counter() - t0
+    if not units:
+        raise QualityError(f"the source {ctx.source} holds no records; nothing was written")
+    t = time.perf_counter()
+    builder.prepare(units, ctx)
+    timings["prepare"] += time.perf_counter() - t
+
+    shards, columns, written = _write_samples(builder, units, ctx, root, timings, max_samples=max_samples,
+                                              max_bytes=max_bytes)
+    _check_quality(ctx, written, max_skip_rate)
+
+    t = time.perf_counter()
+    (root / REPORT).write_text(json.dumps(ctx.report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    llm_block = None
+    if ctx.llm is not None:
+        entries = ctx.llm.store.export(ctx.llm.used_keys(), root / TRANSCRIPT)
+        llm_block = ctx.llm.manifest(entries)
+        logger.info("LLM usage %s; on the wire this run: %s", llm_block["usage"], ctx.llm.live())
+    samples = {split: sum(s.samples for s in shards[split]) for split in builder.splits}
+    counts = {"images": written, "samples": samples, "skips": ctx.report.skip_counts(),
+              "fixes": dict(sorted(ctx.report.fixes.items())), **builder.counts(ctx)}
+    files = [file_entry(root, REPORT)] + ([file_entry(root, TRANSCRIPT)] if llm_block is not None else [])
+    for split in builder.splits:
+        files += [{"path": f"data/{s.path}", "sha256": s.sha256, "size": s.size, "samples": s.samples, "split": split}
+                  for s in shards[split]]
+    manifest = {
+        "dataset": builder.name,
+        "pretty_name": builder.pretty_name,
+        "version": builder.version,
+        "release_notes": builder.version_notes,
+        "builder": {"name": builder.name, "package_version": __version__, "strict": ctx.report.strict,
+                    "max_skip_rate": max_skip_rate, "options": builder.recorded_options(ctx.options)},
+        "seed": ctx.seed,
+        "layout": "per-image/1",
+        "record_schema": Path(builder.record_schema).name,
+        "sources": [fingerprint_files(name, ctx.source, paths) for name, paths in builder.source_files(ctx.source)],
+        "counts": counts,
+        "provenance": builder.provenance(ctx),
+        "llm": llm_block,
+    }
+    shard_bytes = {split: sum(s.size for s in shards[split]) for split in builder.splits}
+    card = _card(builder, ctx, manifest, tuple(sorted(columns)) or ("jpg",), shard_bytes, command, repo_id)
+    (root / CARD).write_text(card, encoding="utf-8")
+    files.append(file_entry(root, CARD))
+    manifest["files"] = sorted(files, key=lambda f: f["path"])
+    manifest = write_manifest(root, manifest)
+    timings["finish"] += time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    return BuildResult(out=root, manifest=manifest, report=ctx.report, timings=dict(timings))
+
+
+def _card(builder: DatasetBuilder, ctx: BuildContext, manifest: dict[str, Any], columns: tuple[str, ...],
+          shard_bytes: dict[str, int], command: Sequence[str] | None, repo_id: str | None) -> str:
+    counts = manifest["counts"]
+    size = counts.get("records", sum(counts["samples"].values()))
+    metadata = card_metadata(pretty_name=builder.pretty_name, license=builder.license,
+                             record_schema=builder.record_schema, image_columns=columns, samples=counts["samples"],
+                             shard_bytes=shard_bytes, size=size, task_categories=builder.task_categories,
+                             tags=builder.tags)
+    skips = ", ".join(f"{reason} {n}" for reason, n in counts["skips"].items()) or "none"
+    values = {
+        "pretty_name": builder.pretty_name,
+        "version": builder.version,
+        "builder": builder.name,
+        "package_version": __version__,
+        "seed": ctx.seed,
+        "repo_id": repo_id or f"finer/{builder.name}",
+        "tag": f"v{builder.version}",
+        "images": counts["images"],
+        "splits": ", ".join(f"`{s}` ({n} images)" for s, n in counts["samples"].items()),
+        "image_column": columns[0],
+        "record_schema": schema_name(builder.record_schema),
+        "skips": skips,
+        "command": " ".join(command) if command else f"finer build {builder.name} --source <SOURCE> --out <OUT> --seed {ctx.seed}",
+        "models": ctx.llm.card_text() if ctx.llm is not None else "none",
+        "transcript": ctx.llm.transcript_text() if ctx.llm is not None else "none (no model calls)",
+        "license_text": builder.license_text,
+        "release_notes": builder.release_notes.strip(),
+        **builder.card_values(ctx, manifest),
+    }
+    return render_card(builder.card_template, metadata, values, name=str(builder.folder() / "card.md"))

@@ -1,0 +1,154 @@
+"""Reading predictions files: ``{"question_id": ..., "response": ...}`` per line (JSON Lines).
+
+Memory stays bounded (lines are read in chunks, each at most ``max_line_bytes``) and every problem
+is a :class:`~finer_datasets.errors.PredictionsError` naming the file and the line: not UTF-8,
+not JSON, not an object, a missing or non-string key, a repeated key, an id given twice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+from finer_datasets.errors import PredictionsError
+
+__all__ = ["load_predictions", "MAX_LINE_BYTES"]
+
+_EXAMPLES = 5
+
+
+MAX_LINE_BYTES = 1 << 20  # longest predictions line read (1 MiB); memory stays bounded by it
+_CHUNK = 1 << 16
+_EOL = re.compile(rb"\r\n|\r|\n")  # line ends as Python's universal newlines read them
+
+
+class _Object(dict):
+    """A decoded JSON object that remembers which of its keys were repeated."""
+
+    repeated: tuple[str, ...] = ()
+
+    @classmethod
+    def hook(cls, pairs: list[tuple[str, Any]]) -> _Object:
+        out = cls(pairs)
+        if len(out) != len(pairs):
+            out.repeated = tuple(key for key in out if [k for k, _ in pairs].count(key) > 1)
+        return out
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_Object.hook)
+
+
+def _json_type(value: Any) -> str:
+    return "null" if value is None else "dict" if isinstance(value, dict) else type(value).__name__
+
+
+def _raw_lines(handle: BinaryIO, path: Path, limit: int) -> Iterator[tuple[int, int, bytes]]:
+    """``(line number, byte offset, bytes)`` of every line, without its line end; never holds
+    more than ``limit`` + 64 KiB of the file, and a longer line raises :class:`PredictionsError`."""
+    buf, offset, number, more = b"", 0, 0, True
+    while more:
+        try:
+            chunk = handle.read(_CHUNK)
+        except OSError as exc:
+            raise PredictionsError(f"cannot read predictions: {exc.strerror or exc}", path=path) from exc
+        more = bool(chunk)
+        buf += chunk
+        if b"\r" in buf:  # "\r" or "\r\n" line ends: the general, slower path
+            ends = [(m.start(), m.end()) for m in _EOL.finditer(buf)]
+            if more and ends and ends[-1][1] == len(buf) and buf.endswith(b"\r"):
+                ends.pop()  # a "\r\n" may be split across two reads
+        else:
+            ends, at = [], buf.find(b"\n")
+            while at >= 0:
+                ends.append((at, at + 1))
+                at = buf.find(b"\n", at + 1)
+        start = 0
+        for stop, after in ends:
+            number += 1
+            if stop - start > limit:
+                raise PredictionsError(f"line longer than the limit of {limit} bytes", path=path, line=number)
+            yield number, offset + start, buf[start:stop]
+            start = after
+        buf, offset = buf[start:], offset + start
+        if len(buf) > limit:
+            raise PredictionsError(f"line longer than the limit of {limit} bytes", path=path, line=number + 1)
+    if buf:
+        yield number + 1, offset, buf
+
+
+def _decode(raw: bytes, path: Path, number: int, offset: int) -> str:
+    """One line as text: UTF-8 (a byte-order mark opening the file is dropped), without NUL."""
+    if offset == 0 and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise PredictionsError("not UTF-8 text at byte offset 0 (a UTF-16 byte-order mark); save the file as UTF-8",
+                               path=path, line=number)
+    skip = 3 if offset == 0 and raw.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        text = raw[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at, bad = offset + skip + exc.start, raw[skip + exc.start]
+        raise PredictionsError(f"not UTF-8 text at byte offset {at} (byte 0x{bad:02x})", path=path, line=number) from None
+    if "\x00" in text:
+        raise PredictionsError(f"NUL character at column {text.index(chr(0)) + 1} (a UTF-16 or binary file?)",
+                               path=path, line=number)
+    return text
+
+
+def load_predictions(path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> dict[str, str]:
+    """Read ``{question_id: raw response}`` from a JSONL file.
+
+    One JSON object per line: ``{"question_id": "...", "response": "<raw model output>"}``
+    (other keys ignored, blank lines skipped, a UTF-8 byte-order mark accepted). Read line by
+    line: memory stays bounded by ``max_line_bytes`` plus the answers kept. Anything else raises
+    :class:`PredictionsError` naming the file and, for a bad line, its number: an unreadable
+    file, bytes that are not UTF-8 (and their byte offset), NUL, a line over ``max_line_bytes``,
+    a line that is not a JSON object or lacks, repeats or mistypes a key, an empty id; a
+    question id given on several lines raises it with the count and the line numbers.
+    """
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise PredictionsError(f"cannot read predictions: {exc.strerror or exc}", path=path) from exc
+    predictions: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    duplicates: dict[str, list[int]] = {}
+    with handle:
+        for number, offset, raw in _raw_lines(handle, path, max_line_bytes):
+            line = _decode(raw, path, number, offset)
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                if "\\u" in line or line.count('"question_id"') > 1 or line.count('"response"') > 1:
+                    item = _DECODER.decode(line)  # slower: notices a repeated key
+            except json.JSONDecodeError as exc:
+                raise PredictionsError(f"not valid JSON ({exc.msg} at column {exc.colno})", path=path, line=number) from None
+            except (ValueError, RecursionError) as exc:  # e.g. an integer of over 4300 digits, deep nesting
+                reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(":")[0]
+                raise PredictionsError(f"not valid JSON ({reason})", path=path, line=number) from None
+            if not isinstance(item, dict):
+                raise PredictionsError(f"expected a JSON object, got {_json_type(item)}", path=path, line=number)
+            for key in ("question_id", "response"):
+                if key not in item:
+                    raise PredictionsError(f"missing key {key!r}", path=path, line=number)
+                if key in getattr(item, "repeated", ()):
+                    raise PredictionsError(f"key {key!r} given more than once", path=path, line=number)
+                if not isinstance(item[key], str):
+                    raise PredictionsError(f"{key!r} must be a string, got {_json_type(item[key])}", path=path, line=number)
+            qid = item["question_id"]
+            if not qid:
+                raise PredictionsError("'question_id' is empty", path=path, line=number)
+            if qid in predictions:
+                duplicates.setdefault(qid, [first_line[qid]]).append(number)
+                continue
+            predictions[qid] = item["response"]
+            first_line[qid] = number
+    if duplicates:
+        shown = "; ".join(f"{qid!r} on lines {', '.join(map(str, lines))}" for qid, lines in list(duplicates.items())[:_EXAMPLES])
+        more = "; ..." if len(duplicates) > _EXAMPLES else ""
+        raise PredictionsError(
+            f"{len(duplicates)} duplicate question id(s): {shown}{more}", path=path, duplicate=list(duplicates)
+        )
+    return predictions

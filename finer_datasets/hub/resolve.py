@@ -1,0 +1,91 @@
+"""A dataset argument -> a verified local folder: a built folder as it is, a Hub id downloaded.
+
+Every command that reads a dataset (``score``, ``export``, ``verify``, ``release``, ``publish``)
+takes the same positional argument. A path that exists must be a dataset folder (it holds
+``manifest.json``); something that looks like a path but does not exist is an error at once (it
+never falls through to the Hub); ``ORG/NAME`` that is not a local path is fetched from the Hub
+(``HF_ENDPOINT`` honoured) with ``snapshot_download`` and then checked like a local folder, so a
+report can always name the exact version and manifest digest it scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from finer_datasets.core.manifest import MANIFEST_NAME, read_manifest, verify
+from finer_datasets.errors import FinerError, UsageError, VerificationError
+
+__all__ = ["ResolvedDataset", "resolve_dataset", "HUB_ID"]
+
+logger = logging.getLogger(__name__)
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class ResolvedDataset:
+    """A dataset folder and what its manifest says about it."""
+
+    name: str  # as given (folder or Hub id)
+    folder: Path
+    manifest: dict[str, Any]
+    verified: bool
+    revision: str | None = None
+
+    def provenance(self) -> dict[str, Any]:
+        """Dataset name, version, manifest digest: what every report records."""
+        return {"source": self.name, "revision": self.revision, "dataset": self.manifest.get("dataset"),
+                "version": self.manifest.get("version"), "manifest_digest": self.manifest.get("digest"),
+                "layout": self.manifest.get("layout", "per-pair/1"), "verified": self.verified}
+
+
+def _looks_local(name: str) -> bool:
+    return (name.startswith((".", "/", "~")) or "\\" in name or name.count("/") != 1 or not HUB_ID.match(name)
+            or Path(name.split("/")[0]).is_dir())
+
+
+def _download(repo_id: str, revision: str | None) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
+    except Exception as exc:  # huggingface_hub raises many kinds; all mean "could not get it"
+        raise FinerError(f"cannot fetch datasets/{repo_id}{'@' + revision if revision else ''} from the Hub: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+
+
+def resolve_dataset(name: str, *, revision: str | None = None, allow_unverified: bool = False) -> ResolvedDataset:
+    """Find and verify the dataset ``name`` (a built folder or a Hub id).
+
+    A folder that fails :func:`~finer_datasets.core.manifest.verify` raises
+    :class:`VerificationError`, unless ``allow_unverified`` (then a loud warning is logged and
+    ``verified`` is ``False``).
+    """
+    path = Path(name).expanduser()
+    if path.exists():
+        if revision is not None:
+            raise UsageError(f"--revision {revision} applies to Hub ids; {name} is a local folder")
+        folder = path
+    elif _looks_local(name):
+        raise UsageError(f"{name}: no such dataset folder (build one with `finer build`, or give a Hub id ORG/NAME)")
+    else:
+        folder = _download(name, revision)
+    if folder.is_file():
+        raise UsageError(f"{name} is a file; give the dataset folder (the one holding {MANIFEST_NAME})")
+    try:
+        manifest, verified = verify(folder), True
+    except VerificationError as exc:
+        if not allow_unverified:
+            raise VerificationError(exc.problems, subject=name) from exc
+        logger.warning("%s DOES NOT VERIFY against its manifest (%s); scoring it anyway because of "
+                       "--allow-unverified: the numbers are not comparable", name, exc)
+        try:
+            manifest = read_manifest(folder)
+        except VerificationError:
+            manifest = {}
+        verified = False
+    return ResolvedDataset(name=name, folder=folder, manifest=manifest, verified=verified, revision=revision)

@@ -1,1 +1,0 @@
-"""Versioned prompt templates (package data). A new wording gets a new file version."""

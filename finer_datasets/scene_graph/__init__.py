@@ -1,0 +1,7 @@
+"""Scene graphs (objects, attributes, relations) and their negatives.
+
+    graph.py       SceneGraph, SGObject, SGAttribute, SGRelation
+    negatives.py   the NegativesProvider protocol, LexicalNegatives, PrecomputedNegatives
+    lexicon.py     the bundled offline vocabularies (vocab/lexicon.json)
+    schemas/       scene_graph and negatives JSON Schemas
+"""

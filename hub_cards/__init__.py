@@ -1,1 +1,0 @@
-"""Dataset card templates (package data)."""

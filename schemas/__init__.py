@@ -1,1 +1,0 @@
-"""The JSON Schemas of every file a FINER build writes (package data)."""
