@@ -1,124 +1,145 @@
-"""Score a Hugging Face vision-language model on a FINER dataset.
+"""Score a vision-language model on a FINER dataset: a Hugging Face model, or any served model.
 
-    python baselines/score.py --model Qwen/Qwen2.5-VL-7B-Instruct --dataset finer/compre_cap \\
-        --revision v1.0.0 --engine generate --out runs/qwen25vl-7b
-    python baselines/score.py --model PATH --dataset out/compre_cap --engine letters --batch_size 16 --out runs/x
+    python baselines/score.py finer/compre_cap --revision v1.0.0 --model Qwen/Qwen2.5-VL-7B-Instruct --out runs/qwen7b
+    python baselines/score.py out/compre_cap --model PATH --engine letters --batch-size 16 --out runs/x
+    python baselines/score.py out/compre_cap --engine openai --base-url http://127.0.0.1:8000/v1 \\
+        --model Qwen/Qwen2.5-VL-7B-Instruct --concurrency 32 --out runs/qwen7b-vllm
     python baselines/score.py --config run.yaml          # the same fields as YAML; flags override it
 
-Questions come straight from ``datasets.load_dataset``; the prompt is the question, the five
-lettered options and "Please answer with a single capital letter (A, B, C, D, or E)." (paper,
-section D). Engines: ``generate`` (greedy, at most 3 new tokens: the paper's protocol) and
-``letters`` (one forward pass, argmax over the option letters, 5-way probabilities saved; the image
-prefix is prefilled once per image and reused for batches of questions). Answers are appended to
-``OUT/predictions.jsonl`` as they come: an interrupted run continues where it stopped. The report
-(``report.json``, ``report.md``, plots) is written to ``OUT`` at the end.
+The dataset (a built folder or a Hub id) is verified against its manifest first, and its questions
+are read straight from its per-image shards: one image's questions are asked together (the
+``letters`` engine prefills the image once and asks them all as suffixes). The prompt is the
+``official`` template of FINER's released evaluation (``--prompt``; see
+finer_datasets/eval/prompts.py). Engines:
+
+* ``generate`` -- greedy decoding of at most the template's budget (2 new tokens), the paper's protocol;
+* ``letters``  -- one forward pass, argmax over the five option letters, their probabilities kept;
+* ``openai``   -- an OpenAI-compatible endpoint (vLLM, SGLang, hosted APIs): bounded concurrency,
+  retries, a request transcript; logprobs kept when the server returns them.
+
+Answers are appended to ``OUT/predictions.jsonl`` as they come, and ``OUT/run.json`` records the
+model, engine, prompt, parser and dataset version: rerunning the same command resumes, and
+resuming with another model, engine, prompt or dataset is refused. The report (``report.json``,
+``report.md``, plots) is written to ``OUT`` at the end.
+
+Exit status, as for ``finer``: 0 success; 2 bad usage (an option value, a model that cannot be
+loaded); 3 the dataset does not verify; 5 the model server failed or left questions unanswered;
+6 ``--out`` holds another run; 130 interrupted (answers so far are kept).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import os
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from finer_datasets.mcq.construct import prompt_text
-from finer_datasets.mcq.pairs import SETTINGS
+from finer_datasets.constants import canonical_settings
+from finer_datasets.errors import FinerError, LLMError, UsageError
+from finer_datasets.eval.answers import PARSER_MODES
+from finer_datasets.eval.prompts import DEFAULT_PROMPT, PROMPTS, get_prompt
 
 logger = logging.getLogger("finer.score")
+
+ENGINES = ("generate", "letters", "openai")
 
 
 @dataclass
 class ScoreArgs:
-    model: str = field(default="", metadata={"help": "model id or local folder (AutoModelForImageTextToText)"})
-    dataset: str = field(default="finer/compre_cap", metadata={"help": "Hub id or built folder"})
-    revision: str | None = field(default=None, metadata={"help": "dataset revision, e.g. v1.0.0"})
-    settings: list[str] = field(default_factory=lambda: list(SETTINGS), metadata={"help": "settings to run"})
-    engine: str = field(default="generate", metadata={"help": "generate (paper protocol) or letters (one forward)"})
+    dataset: str = field(default="finer/compre_cap", metadata={"help": "built dataset folder or Hub id"})
+    model: str = field(default="", metadata={"help": "model id or folder (HF engines), or the served model id (openai)"})
+    revision: str | None = field(default=None, metadata={"help": "dataset revision, e.g. v1.0.0 (Hub ids only)"})
+    model_revision: str | None = field(default=None, metadata={"help": "model revision (HF engines)"})
+    settings: list[str] | None = field(default=None, metadata={"help": "score only this setting (repeatable; default all)"})
+    engine: str = field(default="generate", metadata={"help": "generate, letters or openai"})
+    prompt: str = field(default=DEFAULT_PROMPT, metadata={"help": f"prompt template: {', '.join(PROMPTS)}"})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "new tokens (default: the prompt template's)"})
     batch_size: int = field(default=16, metadata={"help": "questions per forward pass (letters engine)"})
-    max_new_tokens: int = field(default=3, metadata={"help": "generate engine: new tokens"})
     parser: str = field(default="strict", metadata={"help": "answer parser for the report: strict or official"})
     limit: int | None = field(default=None, metadata={"help": "only the first N pairs of each setting"})
     dtype: str = field(default="auto", metadata={"help": "model dtype (auto, bfloat16, float32, ...)"})
     device: str | None = field(default=None, metadata={"help": "cuda, cpu, ... (default: cuda if available)"})
-    out: str = field(default="runs/score", metadata={"help": "output folder: predictions.jsonl and the report"})
+    base_url: str | None = field(default=None, metadata={"help": "openai engine: the endpoint, e.g. http://127.0.0.1:8000/v1"})
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "openai engine: variable holding the API key"})
+    concurrency: int = field(default=16, metadata={"help": "openai engine: requests in flight"})
+    timeout: float = field(default=120.0, metadata={"help": "openai engine: seconds per request"})
+    max_retries: int = field(default=6, metadata={"help": "openai engine: retries per request (429, 5xx, timeouts)"})
+    logprobs: bool = field(default=True, metadata={"help": "openai engine: ask for logprobs (--no-logprobs: text only)"})
+    seed: int = field(default=0, metadata={"help": "bootstrap seed (and the seed sent to a server)"})
+    bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the 95%% CI (0: none)"})
+    allow_unverified: bool = field(default=False, metadata={"help": "score a dataset that fails verification"})
+    name: str | None = field(default=None, metadata={"help": "model name in the report title (default: --model)"})
+    out: str = field(default="runs/score", metadata={"help": "output folder: predictions.jsonl, run.json, the report"})
+
+
+_TYPES = {"int": int, "int | None": int, "float": float}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset_arg", metavar="DATASET", nargs="?", help="built dataset folder or Hub id (or --dataset)")
+    p.add_argument("--config", help="YAML file with any of the fields below (flags override it)")
+    for f in fields(ScoreArgs):
+        flags = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
+        default = f.default if f.default is not MISSING else None
+        text = f"{f.metadata['help']} (default: {default})"
+        if f.name == "settings":
+            p.add_argument("--setting", dest="settings", action="append", default=None, help=f.metadata["help"])
+            p.add_argument("--settings", dest="settings", action="extend", nargs="+", help=argparse.SUPPRESS)
+        elif f.type == "bool" and f.default:
+            p.add_argument(flags[0], dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif f.type == "bool":
+            p.add_argument(*flags, dest=f.name, action="store_const", const=True, default=None, help=f.metadata["help"])
+        else:
+            p.add_argument(*flags, dest=f.name, type=_TYPES.get(str(f.type), str), default=None, help=text)
+    return p
 
 
 def parse_args(argv: list[str] | None = None) -> ScoreArgs:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML file with any of the fields below")
-    for f in fields(ScoreArgs):
-        kind = {"int": int, "int | None": int}.get(str(f.type), str)
-        extra = {"nargs": "+"} if f.name == "settings" else {}
-        p.add_argument(f"--{f.name}", type=kind, default=None, help=f.metadata.get("help"), **extra)
-    ns = p.parse_args(argv)
+    """Flags over the ``--config`` YAML over the defaults; values checked (:class:`UsageError`)."""
+    ns = _parser().parse_args(argv)
     values: dict[str, Any] = {}
     if ns.config:
         import yaml
 
-        values.update(yaml.safe_load(Path(ns.config).read_text()) or {})
-    values.update({k: v for k, v in vars(ns).items() if k != "config" and v is not None})
+        try:
+            loaded = yaml.safe_load(Path(ns.config).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"--config {ns.config}: cannot read it ({exc})") from exc
+        if not isinstance(loaded, dict):
+            raise UsageError(f"--config {ns.config}: expected a mapping of field names to values")
+        values.update({str(k).replace("-", "_"): v for k, v in loaded.items()})
+        if "setting" in values:
+            values["settings"] = values.pop("setting")
+    values.update({k: v for k, v in vars(ns).items() if k not in ("config", "dataset_arg") and v is not None})
+    if ns.dataset_arg:
+        values["dataset"] = ns.dataset_arg
     unknown = set(values) - {f.name for f in fields(ScoreArgs)}
     if unknown:
-        p.error(f"unknown fields: {sorted(unknown)}")
+        raise UsageError(f"--config {ns.config}: unknown field(s) {', '.join(sorted(unknown))}")
     args = ScoreArgs(**values)
+    if isinstance(args.settings, str):
+        args.settings = [args.settings]
+    args.settings = None if args.settings is None else list(canonical_settings(args.settings))
     if not args.model:
-        p.error("--model is required")
-    if args.engine not in ("generate", "letters"):
-        p.error("--engine must be generate or letters")
+        raise UsageError("--model is required (a model id or folder; with --engine openai, the served model id)")
+    if args.engine not in ENGINES:
+        raise UsageError(f"--engine {args.engine!r}: use one of {', '.join(ENGINES)}")
+    if args.engine == "openai" and not args.base_url:
+        raise UsageError("--engine openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+    get_prompt(args.prompt)
+    if args.parser not in PARSER_MODES:
+        raise UsageError(f"--parser {args.parser!r}: use one of {', '.join(PARSER_MODES)}")
+    for name in ("batch_size", "concurrency", "max_new_tokens", "limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     return args
-
-
-def load_questions(args: ScoreArgs) -> tuple[list[dict], list[Any]]:
-    """Pair records and the questions (grouped by image) of the requested settings."""
-    import datasets
-    from PIL import Image
-
-    datasets.disable_progress_bars()
-    records, located = [], []
-    for setting in args.settings:
-        split = datasets.load_dataset(args.dataset, split=setting, revision=args.revision)
-        if args.limit is not None:
-            split = split.select(range(min(args.limit, split.num_rows)))
-        image_columns = [c for c, f in split.features.items() if isinstance(f, datasets.Image)]
-        raw = split.cast_column(image_columns[0], datasets.Image(decode=False)) if len(image_columns) == 1 else split
-        for index, record in enumerate(split["json"]):
-            records.append(record)
-            located.append((record["image_id"], raw, index, image_columns))
-    cache: dict[str, Any] = {}
-
-    def image(entry: tuple) -> Any:
-        image_id, split, index, columns = entry
-        if image_id not in cache:
-            cache.clear()  # questions are grouped by image: one decoded image at a time
-            row = split[index]
-            value = next(row[c] for c in columns if row[c] is not None)
-            cache[image_id] = Image.open(io.BytesIO(value["bytes"])).convert("RGB") if isinstance(value, dict) else value
-        return cache[image_id]
-
-    questions = []
-    order = sorted(range(len(records)), key=lambda i: (records[i]["image_id"], records[i]["pair_id"]))
-    for i in order:
-        for polarity in ("positive", "negative"):
-            q = records[i][polarity]
-            questions.append((q["question_id"], records[i]["image_id"], located[i], prompt_text(q["question"], q["options"])))
-    return records, [_LazyQuestion(qid, key, entry, prompt, image) for qid, key, entry, prompt in questions]
-
-
-class _LazyQuestion:
-    """A Question whose image is decoded only when an engine reads it."""
-
-    def __init__(self, question_id: str, image_key: str, entry: tuple, prompt: str, loader: Any):
-        self.question_id, self.image_key, self.prompt = question_id, image_key, prompt
-        self._entry, self._loader = entry, loader
-
-    @property
-    def image(self) -> Any:
-        return self._loader(self._entry)
 
 
 def done_ids(path: Path) -> set[str]:
@@ -132,44 +153,128 @@ def done_ids(path: Path) -> set[str]:
     return {json.loads(line)["question_id"] for line in data.decode("utf-8").splitlines() if line.strip()}
 
 
+class _Appender:
+    """Appends answers to predictions.jsonl, flushed line by line, fsynced on close."""
+
+    def __init__(self, path: Path):
+        self.handle = open(path, "a", encoding="utf-8")
+
+    def __call__(self, answer: dict[str, Any]) -> None:
+        self.handle.write(json.dumps(answer) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+
+
+def _load(args: ScoreArgs, out: Path, max_new: int) -> Any:
+    """The engine's model: a served endpoint or a Hugging Face model (loaded once)."""
+    if args.engine == "openai":
+        from finer_datasets.eval.served import ServedModel
+
+        return ServedModel.connect(args.base_url, args.model, transcript=out / "transcript.sqlite",
+                                   max_new_tokens=max_new, api_key_env=args.api_key_env, concurrency=args.concurrency,
+                                   timeout=args.timeout, max_retries=args.max_retries, seed=args.seed,
+                                   logprobs=args.logprobs)
+    from finer_datasets.eval.engines import VisionLanguageModel
+
+    return VisionLanguageModel.from_pretrained(args.model, dtype=args.dtype, device=args.device,
+                                               revision=args.model_revision)
+
+
+def _ask(args: ScoreArgs, model: Any, questions: Any, todo: int, write: _Appender, out: Path, max_new: int) -> None:
+    """Run the engine over ``questions``, writing each answer as it comes."""
+    from tqdm.auto import tqdm
+
+    if args.engine == "openai":
+        summary = model.answer(questions, write, total=todo)
+        if summary.failed:
+            shown = "; ".join(f"{qid}: {reason}" for qid, reason in summary.failed[:3])
+            raise LLMError(f"{len(summary.failed)} question(s) got no answer ({shown}); the {summary.answered} answers "
+                           f"received are kept in {out / 'predictions.jsonl'}: run the same command again to ask the rest")
+        return
+    if args.engine == "generate":
+        answers = ({"question_id": qid, "response": text}
+                   for qid, text, _ in model.generate(questions, max_new_tokens=max_new))
+    else:
+        answers = ({"question_id": qid, "response": letter, "probs": [round(p, 6) for p in probs]}
+                   for qid, letter, probs in model.letters(questions, batch_size=args.batch_size))
+    for answer in tqdm(answers, total=todo, desc=args.engine, unit="q"):
+        write(answer)
+
+
 def main(args: ScoreArgs, *, vlm: Any = None) -> dict[str, Any]:
+    """Answer every question still unanswered in ``args.out``, then score and report."""
+    from finer_datasets.eval.questions import image_questions, select_pairs
     from finer_datasets.eval.report import write_report
+    from finer_datasets.eval.runinfo import claim_run, run_record
     from finer_datasets.eval.scoring import load_predictions, score
+    from finer_datasets.hub.resolve import resolve_dataset
+    from finer_datasets.core.reader import iter_records, iter_samples
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is an existing file; give a folder")
+    dataset = resolve_dataset(args.dataset, revision=args.revision, allow_unverified=args.allow_unverified)
+    template = get_prompt(args.prompt)
+    max_new = args.max_new_tokens or template.max_new_tokens
+    served = args.engine == "openai"
     predictions = out / "predictions.jsonl"
-    records, questions = load_questions(args)
     done = done_ids(predictions)
-    todo = [q for q in questions if q.question_id not in done]
-    logger.info("%d questions, %d already answered, %d to go", len(questions), len(done), len(todo))
+    record = run_record(engine=args.engine, model=args.model, model_revision=None if served else args.model_revision,
+                        endpoint=args.base_url if served else None, prompt=template.name,
+                        max_new_tokens=None if args.engine == "letters" else max_new,
+                        dtype=None if served else args.dtype, parser=args.parser, dataset=dataset.provenance(),
+                        seed=args.seed, settings=args.settings, limit=args.limit)
+    record = claim_run(out, record, has_answers=bool(done))
+
+    pairs = select_pairs(iter_records(dataset.folder, dataset.manifest), args.settings, args.limit)
+    wanted = {pair[p]["question_id"] for pair in pairs for p in ("positive", "negative")}
+    todo = len(wanted - done)
+    logger.info("%d questions, %d already answered, %d to go", len(wanted), len(wanted & done), todo)
     if todo:
-        if vlm is None:
-            from finer_datasets.eval.engines import VisionLanguageModel
-
-            vlm = VisionLanguageModel.from_pretrained(args.model, dtype=args.dtype, device=args.device)
-        from tqdm.auto import tqdm
-
-        if args.engine == "generate":
-            answers = ({"question_id": qid, "response": text}
-                       for qid, text, _ in vlm.generate(todo, max_new_tokens=args.max_new_tokens))
-        else:
-            answers = ({"question_id": qid, "response": letter, "probs": [round(p, 6) for p in probs]}
-                       for qid, letter, probs in vlm.letters(todo, batch_size=args.batch_size))
-        with open(predictions, "a", encoding="utf-8") as f:
-            for answer in tqdm(answers, total=len(todo), desc=f"{args.engine}", unit="q"):
-                f.write(json.dumps(answer) + "\n")
-                f.flush()
-            os.fsync(f.fileno())
-    result = score(records, load_predictions(predictions), parser=args.parser)
-    result["model"], result["engine"] = args.model, args.engine
-    write_report(result, out, title=f"FINER: {args.model} on {args.dataset}")
+        model = vlm if vlm is not None else _load(args, out, max_new)
+        try:
+            commit = getattr(model, "commit", None)
+            if isinstance(commit, str):  # the weights' Hub commit: a resumed run must use the same
+                record = claim_run(out, {**record, "model_commit": commit}, has_answers=bool(done))
+            questions = image_questions(iter_samples(dataset.folder, dataset.manifest), pairs, template, skip=done)
+            write = _Appender(predictions)
+            try:
+                _ask(args, model, questions, todo, write, out, max_new)
+            finally:
+                write.close()
+        finally:
+            if vlm is None and hasattr(model, "close"):
+                model.close()
+    answers = {qid: text for qid, text in load_predictions(predictions).items() if qid in wanted}
+    result = score(pairs, answers, parser=args.parser, bootstrap=args.bootstrap, seed=args.seed)
+    name = args.name or args.model
+    result.update(model=name, engine=args.engine, prompt=template.describe(), dataset=dataset.provenance(), run=record)
+    result["prompt"]["max_new_tokens"] = record["max_new_tokens"]
+    write_report(result, out, title=f"FINER evaluation: {name} on {args.dataset}")
     return result
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: errors are one ``error: ...`` line and the exit status of ``finer``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = main(parse_args())
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    try:
+        args = parse_args(argv)
+        result = main(args)
+    except FinerError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; the answers so far are kept: rerun the same command to resume", file=sys.stderr)
+        return 130
     for name, block in result["settings"].items():
         print(f"{name:>10}: paired accuracy {block['paired_accuracy']:.1f}% ({block['n_pairs']} pairs)")
-    sys.exit(0)
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

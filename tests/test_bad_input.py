@@ -9,7 +9,7 @@ import pytest
 
 from finer_datasets import SourceError, StrictModeError, build
 from finer_datasets.cli import main
-from finer_datasets.hub.shards import iter_records
+from finer_datasets.core.reader import iter_records
 
 
 def no_leftovers(parent):

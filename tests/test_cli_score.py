@@ -53,3 +53,38 @@ def test_export_official_csv(sample_build, tmp_path):
     n = sample_build.manifest["counts"]["pairs"]["wh"]
     assert len(rows) == 2 * n
     assert [r["qtype"] for r in rows[:2]] == ["wh_pos", "wh_neg"]
+
+
+def test_score_records_the_run_and_names_the_model(sample_build, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    answers = run / "predictions.jsonl"
+    write_predictions(answers, sample_build, lambda q: q["answer"])
+    made = {"engine": "generate", "model": "org/vlm-7b", "prompt": "appendix-d", "max_new_tokens": 3}
+    (run / "run.json").write_text(json.dumps(made))
+    # scored into the run's own folder: the model run's record is kept, the report says what made the answers
+    assert main(["score", str(sample_build.out), "--predictions", str(answers), "--out", str(run), "--bootstrap", "0"]) == 0
+    assert json.loads((run / "run.json").read_text()) == made
+    report = json.loads((run / "report.json").read_text())
+    assert report["title"] == f"FINER evaluation: org/vlm-7b on {sample_build.out}"
+    assert (report["model"], report["engine"], report["prompt"]) == ("org/vlm-7b", "generate",
+                                                                     {"name": "appendix-d", "max_new_tokens": 3})
+    assert "Prompt template: `appendix-d`, at most 3 new tokens." in (run / "report.md").read_text()
+    # scored elsewhere with --name and --prompt: a run.json of the scoring is written there
+    out = tmp_path / "elsewhere"
+    assert main(["score", str(sample_build.out), "--predictions", str(answers), "--out", str(out), "--name", "Mine",
+                 "--prompt", "official", "--bootstrap", "0"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert (record["engine"], record["model"], record["prompt"], record["parser"]) == ("generate", "Mine", "official",
+                                                                                      "strict")
+    assert record["dataset"]["manifest_digest"] == sample_build.manifest["digest"] and record["answers_run"] == made
+    assert json.loads((out / "report.json").read_text())["title"].startswith("FINER evaluation: Mine on ")
+
+
+def test_score_without_a_recorded_prompt_says_so(sample_build, tmp_path):
+    answers = tmp_path / "p.jsonl"
+    write_predictions(answers, sample_build, lambda q: q["answer"])
+    assert main(["score", str(sample_build.out), "--predictions", str(answers), "--out", str(tmp_path / "r"),
+                 "--bootstrap", "0"]) == 0
+    assert "Prompt template: not recorded" in (tmp_path / "r" / "report.md").read_text()
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["engine"] == "predictions-file"

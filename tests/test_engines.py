@@ -250,14 +250,102 @@ def test_baseline_script_resumes_without_recomputing(saved_model, sample_build, 
 
 def test_config_file_and_flags(tmp_path):
     config = tmp_path / "run.yaml"
-    config.write_text("model: some/model\nengine: letters\nbatch_size: 8\nsettings: [wh]\n")
+    config.write_text("model: some/model\nengine: letters\nbatch-size: 8\nsettings: [wh]\n")
     args = score_script.parse_args(["--config", str(config), "--batch_size", "4"])
     assert (args.model, args.engine, args.batch_size, args.settings) == ("some/model", "letters", 4, ["wh"])
+    # the same hyphenated names as `finer` (underscores still accepted), the dataset as a positional
+    args = score_script.parse_args(["out/x", "--model", "m", "--batch-size", "2", "--max-new-tokens", "3",
+                                    "--setting", "multi_object", "--setting", "multi-rel", "--settings", "wh"])
+    assert (args.dataset, args.batch_size, args.max_new_tokens) == ("out/x", 2, 3)
+    assert args.settings == ["multi_obj", "multi_rel", "wh"]  # official names and aliases, in the paper's order
+    assert (args.prompt, args.engine) == ("official", "generate")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "m", "--setting", "multi_objects"], "--setting 'multi_objects' is not a FINER setting"),
+    (["--model", "m", "--engine", "vllm"], "--engine 'vllm'"),
+    (["--model", "m", "--prompt", "mine"], "--prompt 'mine' is not a prompt template"),
+    (["--model", "m", "--engine", "openai"], "--engine openai needs --base-url"),
+    (["--model", "m", "--batch-size", "0"], "--batch-size must be a positive integer"),
+    (["--model", "m", "--parser", "lenient"], "--parser 'lenient'"),
+    (["--engine", "letters"], "--model is required"),
+])
+def test_bad_options_are_one_line_errors(argv, message, capsys):
+    assert score_script.cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_a_missing_model_folder_is_a_one_line_error(sample_build, tmp_path, capsys):
+    code = score_script.cli([str(sample_build.out), "--model", str(tmp_path / "no-such-model"), "--out",
+                             str(tmp_path / "run"), "--limit", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error: ")] == [
+        f"error: --model {tmp_path / 'no-such-model'}: no such folder"]
+    # the failed start left no answers: a corrected command is not refused as "another run"
+    code = score_script.cli([str(sample_build.out), "--model", str(tmp_path / "still-missing"), "--out",
+                             str(tmp_path / "run"), "--limit", "1"])
+    assert code == 2 and "no such folder" in capsys.readouterr().err
+
+
+class OracleModel:
+    """A stand-in for VisionLanguageModel.generate that answers right and records what it was asked."""
+
+    def __init__(self, answers):
+        self.answers, self.prompts, self.images, self.max_new_tokens = answers, [], [], None
+
+    def generate(self, questions, *, max_new_tokens):
+        self.max_new_tokens = max_new_tokens
+        for q in questions:
+            self.prompts.append(q.prompt)
+            self.images.append((q.image_key, id(q.image)))
+            yield q.question_id, self.answers[q.question_id], 0
+
+
+def oracle_answers(sample_build):
+    from finer_datasets.core.reader import iter_records
+    from finer_datasets.mcq.records import pair_rows
+
+    return {p[polarity]["question_id"]: p[polarity]["answer"] for r in iter_records(sample_build.out, sample_build.manifest)
+            for p in pair_rows(r) for polarity in ("positive", "negative")}
+
+
+def test_questions_come_per_image_with_the_official_prompt(sample_build, tmp_path):
+    model = OracleModel(oracle_answers(sample_build))
+    args = score_script.parse_args([str(sample_build.out), "--model", "oracle", "--out", str(tmp_path), "--setting",
+                                    "multi_attribute", "--bootstrap", "0"])
+    result = score_script.main(args, vlm=model)
+    assert model.max_new_tokens == 2 and list(result["settings"]) == ["multi_attr"]
+    assert result["overall"]["paired_accuracy"] == 100.0
+    assert all(p.startswith("Select the best answer for the multiple-choice question.\n\n") for p in model.prompts)
+    keys = [key for key, _ in model.images]
+    assert keys == sorted(keys, key=keys.index)  # one image's questions are consecutive
+    decoded = {}
+    for key, pid in model.images:
+        decoded.setdefault(key, set()).add(pid)
+    assert all(len(ids) == 1 for ids in decoded.values())  # each image decoded once for all its questions
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["prompt"]["name"] == "official" and report["prompt"]["max_new_tokens"] == 2
+    assert report["dataset"]["manifest_digest"] == sample_build.manifest["digest"]
+    assert "Prompt template: `official`, at most 2 new tokens." in (tmp_path / "report.md").read_text()
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert (run["engine"], run["model"], run["prompt"], run["dtype"], run["settings"]) == (
+        "generate", "oracle", "official", "auto", ["multi_attr"])
+
+
+def test_the_appendix_d_prompt_is_a_named_alternative(sample_build, tmp_path):
+    model = OracleModel(oracle_answers(sample_build))
+    args = score_script.parse_args([str(sample_build.out), "--model", "oracle", "--out", str(tmp_path), "--limit",
+                                    "1", "--prompt", "appendix-d", "--bootstrap", "0"])
+    score_script.main(args, vlm=model)
+    assert model.max_new_tokens == 3
+    assert all("\nA. " in p and p.endswith("(A, B, C, D, or E).") for p in model.prompts)
 
 
 def test_entropy_filter_with_a_local_letters_discriminator(saved_model, tmp_path):
     from finer_datasets.cli import main
-    from finer_datasets.llm import ScriptedServer
+    from finer_datasets.testing.scripted import ScriptedServer
 
     with ScriptedServer() as server:
         code = main(["build", "compre_cap", "--sample", "--out", str(tmp_path / "o"), "--no-progress",

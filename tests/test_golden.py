@@ -11,7 +11,7 @@ import pytest
 
 from finer_datasets import build
 from finer_datasets.core.manifest import verify
-from finer_datasets.hub.shards import iter_records
+from finer_datasets.core.reader import iter_records
 from finer_datasets.llm import LLMRun, PromptSet
 from finer_datasets.mcq.records import pair_rows
 

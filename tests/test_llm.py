@@ -17,7 +17,7 @@ import pytest
 
 from finer_datasets import LLMError, TranscriptMissError, get_builder
 from finer_datasets.cli import main
-from finer_datasets.hub.shards import iter_records
+from finer_datasets.core.reader import iter_records
 from finer_datasets.llm import (
     LIBRARY_PROMPTS,
     ChatClient,

@@ -27,8 +27,10 @@ def test_public_api_is_curated():
 
 
 def test_cli_entry_point_help():
-    out = subprocess.run([sys.executable, "-m", "finer_datasets.cli", "build", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "finer_datasets.cli", "build", "compre_cap", "--help"],
+                         capture_output=True, text=True)
     assert out.returncode == 0 and "--negatives" in out.stdout and "--sample" in out.stdout
+    assert "FINER-CompreCap options" in out.stdout and "(default: 0)" in out.stdout and "default: None" not in out.stdout
 
 
 def python_files():
@@ -54,23 +56,31 @@ def wheel(tmp_path_factory):
     return next(out.glob("finer_datasets-*.whl"))
 
 
-def test_wheel_ships_schemas_builders_cards_and_sample(wheel):
+def test_wheel_ships_schemas_builders_cards_and_sample_but_no_maintenance_scripts(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in [
-        "finer_datasets/schemas/mcq_pair.schema.json",
-        "finer_datasets/schemas/scene_graph.schema.json",
-        "finer_datasets/schemas/manifest.schema.json",
-        "finer_datasets/schemas/negatives.schema.json",
-        "finer_datasets/hub_cards/compre_cap.md",
-        "finer_datasets/vocab/lexicon.json",
+        "finer_datasets/mcq/schemas/mcq_image.schema.json",
+        "finer_datasets/core/schemas/manifest.schema.json",
+        "finer_datasets/core/schemas/manifest-v1.schema.json",
+        "finer_datasets/scene_graph/schemas/negatives.schema.json",
+        "finer_datasets/scene_graph/vocab/lexicon.json",
+        "finer_datasets/llm/prompts/negatives.object.v1.md",
         "finer_datasets/builders/compre_cap/builder.py",
+        "finer_datasets/builders/compre_cap/card.md",
         "finer_datasets/builders/compre_cap/VERSION",
         "finer_datasets/builders/compre_cap/RELEASE_NOTES.md",
+        "finer_datasets/builders/compre_cap/prompts/rewrite_attribute.v1.md",
         "finer_datasets/builders/compre_cap/sample/anno.json",
+        "finer_datasets/builders/compre_cap/sample/transcript.jsonl",
         "finer_datasets/builders/compre_cap/sample/images/000000000012.jpg",
         "finer_datasets/builders/compre_cap/dummy_data/anno.json",
     ]:
         assert required in names, required
+    assert not [n for n in names if "/maintenance/" in n or "__pycache__" in n]
+    # every builder folder of the repository is in the wheel without being listed anywhere
+    for folder in (ROOT / "builders").iterdir():
+        if (folder / "builder.py").is_file():
+            assert f"finer_datasets/builders/{folder.name}/builder.py" in names
 
 
 def test_unpacked_wheel_builds_the_sample_on_its_own(wheel, tmp_path):

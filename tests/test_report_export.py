@@ -74,8 +74,13 @@ def test_report_files(tmp_path, result, sample_build):
         assert block["paired_accuracy"] == pytest.approx(result["settings"][setting]["paired_accuracy"])
         assert set(block["by_k"]) == {str(k) for k in result["settings"][setting]["by_k"]}
         for key in ("question_accuracy", "false_positive_rate", "false_negative_rate", "ci95", "random_baselines",
-                    "by_negated_index", "unparseable"):
+                    "by_position", "unparseable"):
             assert key in block
+        # positions count from 1 in the JSON report, as in the Markdown; the 0-based index is not written
+        assert "by_negated_index" not in block
+        zero_based = result["settings"][setting]["by_negated_index"]
+        assert block["by_position"] == {str(i + 1): g for i, g in zero_based.items()}
+        assert min(int(k) for k in block["by_position"]) == 1
     assert data["overall"]["n_pairs"] == sum(counts.values())
     assert data["counts"]["pairs"] == sum(counts.values()) and data["counts"]["questions"] == 2 * sum(counts.values())
     assert data["counts"]["pairs_by_setting"] == counts

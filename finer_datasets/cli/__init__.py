@@ -48,6 +48,22 @@ def fraction(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error (exit status 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Show an option's default in its help, unless there is nothing to show (None, False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def _dataset_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", metavar="DATASET", help="built dataset folder or Hub id (e.g. finer/compre_cap)")
 
@@ -57,8 +73,8 @@ def parser(builder: object = None) -> argparse.ArgumentParser:
     from finer_datasets.cli import build as build_cmd
     from finer_datasets.cli import data as data_cmd
 
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = argparse.ArgumentParser(prog="finer", description="Build, verify, release, score and export the FINER datasets.",
+    fmt = _Defaults
+    p = _Parser(prog="finer", description="Build, verify, release, score and export the FINER datasets.",
                                 epilog=_EPILOG)
     p.add_argument("--version", action="version", version=f"finer-datasets {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")

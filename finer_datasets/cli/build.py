@@ -139,20 +139,26 @@ def llm_run(args: argparse.Namespace, builder: Any) -> Any:
         if missing:
             raise UsageError(f"{builder.name} has no default entropy threshold for {missing}: pass --theta-*")
         thresholds = Thresholds(**{k: v if v is not None else defaults[k] for k, v in chosen.items()})
-    transcript = args.transcript or args.out.with_name(args.out.name + ".transcript.sqlite")
-    return LLMRun.create(TranscriptStore(transcript), llm=llm, stages={n: builder.llm_stages[n] for n in names},
+    return LLMRun.create(TranscriptStore(_transcript_path(args)), llm=llm, stages={n: builder.llm_stages[n] for n in names},
                          prompts=prompts, mllm=mllm, thresholds=thresholds, rounds=args.mllm_rounds, seed=args.seed,
                          local_discriminator=_local_discriminator(args.mllm_local) if args.mllm_local else None)
 
 
+def _transcript_path(args: argparse.Namespace) -> Path:
+    return args.transcript or args.out.with_name(args.out.name + ".transcript.sqlite")
+
+
 def run(args: argparse.Namespace, builder: Any) -> int:
     from finer_datasets.core.build import build
+    from finer_datasets.core.output import check_output
 
     source = builder.sample_dir() if args.sample else args.source
+    protected = [source, *builder.protected_paths(builder.options_from(args))]
+    protected += [p for p in (args.replay if args.replay and str(args.replay) != "sample" else None,) if p]
+    if args.llm_base_url or args.transcript:
+        protected.append(_transcript_path(args))
+    check_output(args.out, protected=protected, overwrite=args.overwrite)  # before any model is contacted
     llm = llm_run(args, builder)
-    protected = [p for p in (args.transcript, args.replay if args.replay and str(args.replay) != "sample" else None) if p]
-    if llm is not None and not args.replay:
-        protected.append(llm.store.path)
     result = build(
         builder, source=source, out=args.out, seed=args.seed, strict=args.strict, overwrite=args.overwrite,
         max_skip_rate=args.max_skip_rate, max_samples=args.shard_samples, max_bytes=args.shard_bytes,

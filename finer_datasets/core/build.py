@@ -16,7 +16,8 @@ import contextlib
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -48,6 +49,7 @@ DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 REPORT = "build_report.json"
 TRANSCRIPT = "transcript.jsonl"
 CARD = "README.md"
+_IMAGE_THREADS = 2  # image reads + full decodes in flight while the next records are made
 
 
 @dataclass
@@ -92,6 +94,9 @@ def build(
         raise UsageError("--shard-samples and --shard-bytes must be positive")
     if not 0.0 <= max_skip_rate <= 1.0:
         raise UsageError(f"--max-skip-rate must be between 0 and 1, got {max_skip_rate}")
+    if builder.requires_llm and llm is None:
+        raise UsageError(f"{builder.pretty_name} needs a model: pass --llm-base-url and --llm-model, or --replay "
+                         "TRANSCRIPT (--sample replays the bundled one)")
     source = Path(source)
     if not source.is_dir():
         raise SourceError("source folder not found" if not source.exists() else "source is not a folder", path=source)
@@ -123,13 +128,37 @@ def _image(sample: Sample) -> tuple[bytes, str]:
 
 def _write_samples(builder: DatasetBuilder, units: list[Any], ctx: BuildContext, root: Path, timings: Counter[str],
                    *, max_samples: int, max_bytes: int) -> tuple[dict[str, Any], set[str], int]:
-    """The per-unit loop; returns (shards by split, image extensions seen, images written)."""
+    """The per-unit loop; returns (shards by split, image extensions seen, images written).
+
+    Records are made on this thread; each image is read and fully decoded by a small thread pool
+    (Pillow's decoders release the GIL) while the next records are made, and the tar writing runs
+    in its own thread: samples are still written strictly in unit order.
+    """
     columns: set[str] = set()
     written = 0
+    pending: deque[tuple[Sample, Future]] = deque()
     with contextlib.ExitStack() as stack:
         writers = {split: stack.enter_context(ShardWriter(root / "data", split, max_samples=max_samples,
                                                           max_bytes=max_bytes, background=True))
                    for split in builder.splits}
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=_IMAGE_THREADS, thread_name_prefix="finer-image"))
+
+        def flush(keep: int) -> None:
+            nonlocal written
+            while len(pending) > keep:
+                sample, future = pending.popleft()
+                t = time.perf_counter()
+                data, extension = future.result()
+                timings["images (waiting)"] += time.perf_counter() - t
+                t = time.perf_counter()
+                validate(builder.record_schema, sample.record, key=sample.key)
+                timings["validate"] += time.perf_counter() - t
+                t = time.perf_counter()
+                writers[sample.split].write(sample.key, {extension: data, "json": encode_json(sample.record)})
+                timings["write"] += time.perf_counter() - t
+                columns.add(extension)
+                written += 1
+
         bar = tqdm(units, desc=f"build {builder.name}", unit="img", disable=None if ctx.progress is None else not ctx.progress)
         for unit in bar:
             t = time.perf_counter()
@@ -140,17 +169,9 @@ def _write_samples(builder: DatasetBuilder, units: list[Any], ctx: BuildContext,
             if sample.split not in writers:
                 raise UsageError(f"builder {builder.name}: sample {sample.key} names split {sample.split!r}, "
                                  f"not one of {builder.splits}")
-            t = time.perf_counter()
-            data, extension = _image(sample)
-            timings["images"] += time.perf_counter() - t
-            t = time.perf_counter()
-            validate(builder.record_schema, sample.record, key=sample.key)
-            timings["validate"] += time.perf_counter() - t
-            t = time.perf_counter()
-            writers[sample.split].write(sample.key, {extension: data, "json": encode_json(sample.record)})
-            timings["write"] += time.perf_counter() - t
-            columns.add(extension)
-            written += 1
+            pending.append((sample, pool.submit(_image, sample)))
+            flush(keep=2 * _IMAGE_THREADS)
+        flush(keep=0)
         t = time.perf_counter()
         shards = {split: writer.close(keep_empty=True) for split, writer in writers.items()}
         timings["write"] += time.perf_counter() - t

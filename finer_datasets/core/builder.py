@@ -20,9 +20,10 @@ import re
 import sys
 from abc import ABC, abstractmethod
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 from finer_datasets.errors import StrictModeError
 
@@ -150,6 +151,8 @@ class DatasetBuilder(ABC):
     llm_stages: ClassVar[dict[str, type]] = {}
     #: default entropy-filter thresholds per level (object, attribute, relation), if it filters
     entropy_thresholds: ClassVar[dict[str, float] | None] = None
+    #: whether a build needs a model (``--llm-*`` or ``--replay``): e.g. scene graphs extracted by an LLM
+    requires_llm: ClassVar[bool] = False
 
     # -- the builder's folder ------------------------------------------------------------------
 
@@ -248,7 +251,29 @@ class DatasetBuilder(ABC):
         """Values for ``$placeholders`` of ``card.md`` beyond the core's (see core.build)."""
         return {}
 
+    @contextmanager
+    def test_context(self, source: Path) -> Iterator[dict[str, Any]]:
+        """What a test build of ``source`` (the dummy data, the sample) needs running beside it,
+        e.g. a local image server; yields the builder options to build with. Default: nothing."""
+        yield {}
+
     def scripted_handlers(self) -> list[Any]:
         """How the scripted stand-in model answers this builder's own prompts (for offline tests
         and recording the sample transcript): ``(prompt text, rng) -> answer | None`` callables."""
         return []
+
+    # -- building in parts (``--part I/N`` on several machines, then :mod:`finer_datasets.core.merge`) --
+
+    def part_of(self, manifest: dict[str, Any]) -> tuple[int, int] | None:
+        """Which part ``(i, n)`` (1-based) the build described by ``manifest`` is; ``None`` for a
+        whole build. Default: the builder cannot be built in parts."""
+        return None
+
+    def merge_options(self, parts: list[Path], options: dict[str, Any], scratch: Path) -> dict[str, Any]:
+        """The options of a whole build that takes what the verified part builds ``parts`` fetched
+        (e.g. their images, unpacked under the empty folder ``scratch``) instead of fetching it
+        again; with the parts' transcripts replayed it equals a one-machine build byte for byte.
+        Default: the builder cannot be built in parts."""
+        from finer_datasets.errors import UsageError
+
+        raise UsageError(f"{self.pretty_name} cannot be built in parts (its builder has no merge_options)")

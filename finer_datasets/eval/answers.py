@@ -1,11 +1,12 @@
 """Reading the chosen option letter out of a model's raw answer to a FINER MCQ.
 
-FINER prompts end with "Please answer with a single capital letter (A, B, C, D, or E)." (paper,
-section D), but models still answer "(B)", "Answer: B", "**B**", "B: No, but I can see ..." or
-repeat the text of an option. :func:`parse_answer` reads all of these in its default ``strict``
-mode and returns ``None`` -- scored as wrong -- unless the answer states exactly one option
-unambiguously: it never guesses. ``mode="official"`` reproduces the parser released with FINER so
-that scores can be compared with the published numbers (see :func:`parse_answer` for its flaw).
+FINER prompts end by asking for "a single capital letter (A, B, C, D, or E)"
+(:mod:`finer_datasets.eval.prompts`), but models still answer "(B)", "Answer: B", "**B**",
+"B: No, but I can see ..." or repeat the text of an option. :func:`parse_answer` reads all of
+these in its default ``strict`` mode and returns ``None`` -- scored as wrong -- unless the answer
+states exactly one option unambiguously: it never guesses. ``mode="official"`` reproduces the
+parser released with FINER so that scores can be compared with the published numbers (see
+:func:`parse_answer` for its flaw).
 
 How ``strict`` reads an answer (after dropping Markdown marks and surrounding quotes):
 
@@ -286,7 +287,7 @@ def parse_answer(text: str, options: Sequence[str] | None = None, mode: str = "s
     can be compared with the published numbers: it returns the first character in ``[A-Ea-e]``
     anywhere in the answer, upper-cased, or ``None`` if there is none. It is compatible but
     flawed: "The answer is B" gives ``"E"`` (the "e" of "The") and "Yes" gives ``"E"``. With the
-    paper's 3-token, single-letter protocol most answers are a bare letter and both modes agree.
+    official 2-token, single-letter protocol most answers are a bare letter and both modes agree.
     """
     if mode not in PARSER_MODES:
         raise ValueError(f"unknown parser mode {mode!r}; expected one of {', '.join(PARSER_MODES)}")

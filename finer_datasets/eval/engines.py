@@ -2,7 +2,8 @@
 
 Two engines:
 
-* ``generate`` — the paper's protocol (section D): greedy decoding, at most 3 new tokens, one
+* ``generate`` — the paper's protocol: greedy decoding of at most the prompt template's budget
+  of new tokens (2 for the ``official`` template, :mod:`finer_datasets.eval.prompts`), one
   question at a time; the raw output is kept and parsed later.
 * ``letters`` — one forward pass; the answer is the argmax over the tokens of the five option
   letters and the 5-way distribution is kept. All questions about one image share the image
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from pathlib import Path
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -143,14 +145,14 @@ def full_logits(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def generate_first_token(model: Any, inputs: dict[str, torch.Tensor], *, max_new_tokens: int = 3) -> torch.Tensor:
+def generate_first_token(model: Any, inputs: dict[str, torch.Tensor], *, max_new_tokens: int = 2) -> torch.Tensor:
     """Greedy ``generate`` of one prompt (batch 1); returns the new token ids."""
     out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     return out[0, inputs["input_ids"].shape[1]:]
 
 
 class VisionLanguageModel:
-    """A model + processor pair with the FINER prompt (question, options, instruction)."""
+    """A model + processor pair; prompts (:mod:`finer_datasets.eval.prompts`) go in a one-image chat turn."""
 
     def __init__(self, model: Any, processor: Any, *, device: str | None = None):
         self.model = model.eval()
@@ -162,12 +164,31 @@ class VisionLanguageModel:
         self.pad_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
 
     @classmethod
-    def from_pretrained(cls, name: str, *, dtype: str = "auto", device: str | None = None, **kwargs: Any) -> VisionLanguageModel:
+    def from_pretrained(cls, name: str, *, dtype: str = "auto", device: str | None = None, revision: str | None = None,
+                        **kwargs: Any) -> VisionLanguageModel:
+        """Load ``name`` (Hub id or folder) with ``AutoModelForImageTextToText``. A model that cannot
+        be loaded (no such folder or repo, offline, not a vision-language model) is a
+        :class:`~finer_datasets.errors.UsageError` naming it, not a traceback."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        from finer_datasets.errors import UsageError
+
+        local = Path(name).expanduser()
+        if name.startswith((".", "/", "~")) and not local.exists():
+            raise UsageError(f"--model {name}: no such folder")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype, **kwargs).to(device)
-        return cls(model, AutoProcessor.from_pretrained(name), device=device)
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype, revision=revision, **kwargs).to(device)
+            processor = AutoProcessor.from_pretrained(name, revision=revision)
+        except (OSError, ValueError, KeyError) as exc:  # what transformers raises for a model it cannot find or read
+            reason = " ".join(str(exc).split())[:300]
+            raise UsageError(f"--model {name}: cannot load it ({type(exc).__name__}: {reason})") from exc
+        return cls(model, processor, device=device)
+
+    @property
+    def commit(self) -> str | None:
+        """The Hub commit the weights came from, when transformers recorded it."""
+        return getattr(self.model.config, "_commit_hash", None)
 
     # -- prompts ---------------------------------------------------------------------------------
 
@@ -198,7 +219,7 @@ class VisionLanguageModel:
     # -- engines ---------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def generate(self, questions: Iterable[Question], *, max_new_tokens: int = 3) -> Iterator[tuple[str, str, int]]:
+    def generate(self, questions: Iterable[Question], *, max_new_tokens: int = 2) -> Iterator[tuple[str, str, int]]:
         """Greedy decoding (the paper's protocol); yields ``(question_id, raw_text, first_token_id)``."""
         for q in questions:
             inputs = self._inputs(self.chat_text(q.prompt), q.image)

@@ -7,7 +7,7 @@ per question, the positive question then the negative one of each pair (``settin
 some settings):
 
 - :func:`export_vlmevalkit` -- a VLMEvalKit custom MCQ TSV (``index, image, question, A-E,
-  answer, category``) with the image inlined as base64;
+  answer, category, question_id, pair_id``) with the image inlined as base64;
 - :func:`export_official_csv` -- the layout of FINER's release (``image, qtype, question,
   choice1-5, gt_index``) naming the source image file.
 
@@ -32,7 +32,8 @@ from finer_datasets.mcq.records import POLARITIES, pair_rows
 
 __all__ = ["export_vlmevalkit", "export_official_csv", "VLMEVALKIT_COLUMNS", "OFFICIAL_COLUMNS", "image_bytes"]
 
-VLMEVALKIT_COLUMNS = ("index", "image", "question", "A", "B", "C", "D", "E", "answer", "category")
+VLMEVALKIT_COLUMNS = ("index", "image", "question", "A", "B", "C", "D", "E", "answer", "category", "question_id",
+                      "pair_id")
 OFFICIAL_COLUMNS = ("image", "qtype", "question", "choice1", "choice2", "choice3", "choice4", "choice5", "gt_index")
 IMAGE_COLUMNS = ("jpg", "png", "jpeg", "webp")
 
@@ -142,9 +143,11 @@ def _pairs(rows: Any, settings: Iterable[str] | None, *, images: bool) -> Iterat
 def export_vlmevalkit(rows: Any, path: str | Path, *, settings: Iterable[str] | None = None) -> int:
     """Write a VLMEvalKit custom MCQ TSV; return the number of questions written.
 
-    Columns ``index, image, question, A, B, C, D, E, answer, category``: ``index`` counts from
-    0, ``image`` is the base64 of the original image bytes, ``category`` is
-    ``{setting}_pos`` / ``{setting}_neg``. Text fields are flattened to one line (tabs and
+    Columns ``index, image, question, A, B, C, D, E, answer, category, question_id, pair_id``:
+    ``index`` counts from 0, ``image`` is the base64 of the original image bytes, ``category`` is
+    ``{setting}_pos`` / ``{setting}_neg``; ``question_id`` and ``pair_id`` are the dataset's ids,
+    which VLMEvalKit carries into its result files, so that ``finer score --from vlmevalkit``
+    pairs the answers by id, never by row order. Text fields are flattened to one line (tabs and
     newlines become spaces) and quoted by the csv module where needed, so no field breaks a row.
     """
 
@@ -156,7 +159,8 @@ def export_vlmevalkit(rows: Any, path: str | Path, *, settings: Iterable[str] | 
             image = encoded[1]
             for short, question in _questions(record):
                 yield [index, image, _clean(question["question"]), *(_clean(o) for o in question["options"]),
-                       question["answer"], f"{record['setting']}_{short}"]
+                       question["answer"], f"{record['setting']}_{short}", question["question_id"],
+                       record["pair_id"]]
                 index += 1
 
     return _write_rows(path, VLMEVALKIT_COLUMNS, lines(), "\t")

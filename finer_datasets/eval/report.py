@@ -2,10 +2,13 @@
 
 :func:`write_report` writes, in ``out_dir``:
 
-- ``report.json`` -- the whole result (settings, overall block, parser mode, counts) with sorted
-  keys and a 2-space indent, so the same result always gives the same bytes;
-- ``report.md`` -- a Table-1-style table (paired accuracy per setting beside the random
-  baselines), question-level rates, and paired accuracy by k and by negated position;
+- ``report.json`` -- the whole result (settings, overall block, parser mode, counts, and what
+  the scoring run recorded: model, engine, prompt template, dataset version and manifest digest)
+  with sorted keys and a 2-space indent, so the same result always gives the same bytes; the
+  position of the negated entity counts from 1 (``by_position``), as in the Markdown;
+- ``report.md`` -- what was scored (model, engine, prompt template, dataset), a Table-1-style
+  table (paired accuracy per setting beside the random baselines), question-level rates, and
+  paired accuracy by k and by position of the negated entity (from 1);
 - ``accuracy_by_k.png`` -- paired accuracy versus k, one line per setting (paper, Fig. 4);
 - ``fp_fn_rates.png`` -- false-positive and false-negative rate per setting (paper, E.7).
 
@@ -41,10 +44,29 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _positions(block: Mapping[str, Any]) -> dict[int, Any]:
+    """A block's groups by position of the negated entity, counted from 1."""
+    if block.get("by_position") is not None:
+        return dict(_int_keys(block["by_position"]))
+    return {k + 1: v for k, v in _int_keys(block.get("by_negated_index"))}
+
+
+def _public_block(block: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in block.items() if k != "by_negated_index"}
+    if "by_negated_index" in block or "by_position" in block:
+        out["by_position"] = _positions(block)
+    return out
+
+
 def report_json(result: Mapping[str, Any], *, title: str = DEFAULT_TITLE) -> str:
-    """The text of ``report.json``: ``result`` plus ``title`` and ``counts``, canonical."""
+    """The text of ``report.json``: ``result`` plus ``title`` and ``counts``, canonical; positions
+    count from 1 (``by_position``; the 0-based ``by_negated_index`` is not written)."""
     overall = result.get("overall") or {}
     data = dict(result)
+    if "settings" in data:
+        data["settings"] = {name: _public_block(block) for name, block in (result.get("settings") or {}).items()}
+    if "overall" in data:
+        data["overall"] = _public_block(overall)
     data["title"] = title
     data["counts"] = {
         "pairs": result.get("n_pairs", overall.get("n_pairs")),
@@ -77,17 +99,45 @@ def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[s
     return lines
 
 
-def _grouped_table(result: Mapping[str, Any], key: str, label: str, offset: int = 0) -> list[str]:
+def _groups(block: Mapping[str, Any], key: str) -> dict[int, Any]:
+    return _positions(block) if key == "by_position" else dict(_int_keys(block.get(key)))
+
+
+def _grouped_table(result: Mapping[str, Any], key: str, label: str) -> list[str]:
     settings = result.get("settings") or {}
-    values = sorted({k for block in settings.values() for k, _ in _int_keys(block.get(key))})
+    values = sorted({k for block in settings.values() for k in _groups(block, key)})
     rows = []
     for value in values:
-        row = [str(value + offset)]
+        row = [str(value)]
         for block in settings.values():
-            group = dict(_int_keys(block.get(key))).get(value)
+            group = _groups(block, key).get(value)
             row.append(_DASH if group is None else f"{_fmt(group['paired_accuracy'])} (n={group['n_pairs']})")
         rows.append(row)
     return _table([label, *settings], ["---:", *("---:" for _ in settings)], rows)
+
+
+def _provenance(result: Mapping[str, Any]) -> list[str]:
+    """Lines naming what was scored: model and engine, prompt template, dataset version."""
+    lines = []
+    prompt = result.get("prompt")
+    if result.get("model") or result.get("engine"):
+        engine = f" (engine `{result['engine']}`)" if result.get("engine") else ""
+        lines.append(f"Model: {result.get('model') or 'unnamed'}{engine}.")
+    if isinstance(prompt, Mapping):
+        budget = f", at most {prompt['max_new_tokens']} new tokens" if prompt.get("max_new_tokens") else ""
+        lines.append(f"Prompt template: `{prompt.get('name')}`{budget}.")
+    elif prompt:
+        lines.append(f"Prompt template: `{prompt}`.")
+    else:
+        lines.append("Prompt template: not recorded (numbers are comparable with the paper's Table 1 only "
+                     "for the `official` template).")
+    dataset = result.get("dataset")
+    if isinstance(dataset, Mapping):
+        digest = str(dataset.get("manifest_digest") or "")
+        verified = "" if dataset.get("verified", True) else " **NOT VERIFIED against its manifest**"
+        lines.append(f"Dataset: {dataset.get('dataset') or dataset.get('source')} {dataset.get('version') or ''} "
+                     f"(manifest {digest[:19] or 'without digest'}){verified}.")
+    return lines + [""] if lines else []
 
 
 def report_markdown(result: Mapping[str, Any], *, title: str = DEFAULT_TITLE, plots: bool = True) -> str:
@@ -95,6 +145,7 @@ def report_markdown(result: Mapping[str, Any], *, title: str = DEFAULT_TITLE, pl
     overall = result.get("overall") or {}
     parser = result.get("parser", "strict")
     lines = [f"# {title}", ""]
+    lines += _provenance(result)
     lines.append(
         f"{result.get('n_pairs', overall.get('n_pairs', 0))} pairs "
         f"({result.get('n_questions', overall.get('n_questions', 0))} questions); "
@@ -142,7 +193,7 @@ def report_markdown(result: Mapping[str, Any], *, title: str = DEFAULT_TITLE, pl
     lines += ["", "## Paired accuracy (%) by k", ""]
     lines += _grouped_table(result, "by_k", "k")
     lines += ["", "## Paired accuracy (%) by position of the negated entity", ""]
-    lines += _grouped_table(result, "by_negated_index", "position", offset=1)
+    lines += _grouped_table(result, "by_position", "position")
     if plots:
         lines += ["", "## Plots", "", "![Paired accuracy by k](accuracy_by_k.png)", "",
                   "![False-positive and false-negative rates](fp_fn_rates.png)"]

@@ -8,8 +8,9 @@ dataset's questions, and returns per setting and pooled:
 
 - ``paired_accuracy`` -- Eq. 1: percent of pairs whose positive *and* negative question are right;
 - ``question_accuracy``, ``positive_accuracy``, ``negative_accuracy`` -- percent of questions;
-- ``by_k`` / ``by_negated_index`` -- paired accuracy per number of entities (Fig. 4) and per
-  position of the negated entity (E.1);
+- ``by_k`` / ``by_position`` -- paired accuracy per number of entities (Fig. 4) and per
+  position of the negated entity, counted from 1 (E.1); ``by_negated_index`` is the same keyed by
+  the records' 0-based ``negated_index`` (kept for the Python API; reports show ``by_position``);
 - ``false_positive_rate`` -- percent of negative questions answered with an ``affirm`` option
   (accepting a false premise), ``false_negative_rate`` -- percent of positive questions answered
   with a ``deny`` option (E.7);
@@ -226,6 +227,7 @@ def summarize(outcomes: Sequence[PairOutcome], *, bootstrap: int = 1000, seed: i
     pos_right = sum(o.positive_correct for o in outcomes)
     neg_right = sum(o.negative_correct for o in outcomes)
     polarity = sum((o.polarity_aware_chance for o in outcomes), Fraction(0))
+    by_index = _by(outcomes, "negated_index")
     return {
         "n_pairs": n,
         "n_questions": 2 * n,
@@ -237,7 +239,8 @@ def summarize(outcomes: Sequence[PairOutcome], *, bootstrap: int = 1000, seed: i
         "false_negative_rate": _percent(sum(o.false_negative for o in outcomes), n),
         "unparseable": sum(o.unparseable for o in outcomes),
         "by_k": _by(outcomes, "k"),
-        "by_negated_index": _by(outcomes, "negated_index"),
+        "by_negated_index": by_index,
+        "by_position": {index + 1: group for index, group in by_index.items()},
         "ci95": _bootstrap_ci(paired, bootstrap, seed),
         "random_baselines": {
             "uniform": RANDOM_UNIFORM,
@@ -268,7 +271,7 @@ def score(
 
     Returns ``{"parser", "bootstrap", "seed", "n_pairs", "n_questions", "settings": {setting:
     block}, "overall": block, "random_baselines"}``; percentages are floats in [0, 100]
-    (``None`` for an empty group) and ``by_k`` / ``by_negated_index`` are keyed by int.
+    (``None`` for an empty group) and ``by_k`` / ``by_position`` / ``by_negated_index`` are keyed by int.
     """
     if parser not in PARSER_MODES:
         raise ValueError(f"unknown parser mode {parser!r}; expected one of {', '.join(PARSER_MODES)}")

@@ -1,6 +1,8 @@
-"""Getting data to and from the Hugging Face Hub: loading views, releases as git tags, publishing.
+"""Getting data to and from the Hugging Face Hub: loading views, resolving a dataset argument,
+releases as git tags, publishing.
 
     load.py      load_finer(): per-image rows and flat views (pairs, questions, trl)
+    resolve.py   a folder or Hub id -> a verified local folder + its provenance (what reports record)
     release.py   finer release: a commit + v<VERSION> tag per version
     publish.py   finer publish: upload, check against the manifest, tag
 """

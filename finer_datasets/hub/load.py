@@ -26,7 +26,7 @@ from finer_datasets.constants import canonical_settings
 from finer_datasets.errors import UsageError
 from finer_datasets.mcq.records import QUESTION_COLUMNS, pair_rows, question_rows
 
-__all__ = ["load_finer", "VIEWS", "records_of", "image_column"]
+__all__ = ["load_finer", "VIEWS", "records_of", "image_column", "image_columns"]
 
 VIEWS = ("images", "pairs", "questions", "trl")
 _IMAGE_COLUMNS = ("jpg", "png", "jpeg", "webp")
@@ -36,6 +36,13 @@ def image_column(features: Any) -> str | None:
     """The image column of a FINER dataset's features (``jpg`` or ``png``), if any."""
     names = list(features or ())
     return next((c for c in _IMAGE_COLUMNS if c in names), None)
+
+
+def image_columns(features: Any) -> list[str]:
+    """Every image column of a FINER dataset's features: a build whose images are JPEG and PNG has
+    both, and each row fills one of them."""
+    names = list(features or ())
+    return [c for c in _IMAGE_COLUMNS if c in names]
 
 
 def records_of(ds: Any) -> list[Any]:
@@ -67,11 +74,16 @@ def _decode(cell: Any) -> Any:
 
 
 def _flat(ds: Any, view: str, settings: tuple[str, ...] | None) -> Any:
-    """A flat view of one per-image ``Dataset`` (text table + images decoded on access)."""
+    """A flat view of one per-image ``Dataset`` (text table + images decoded on access).
+
+    The row of each flat row's image in ``ds`` is stored in ``image_index``; for ``trl`` it is
+    stored in ``images`` itself (decoded to ``[PIL image]`` on access), because trainers that
+    drop the columns they do not know (``remove_unused_columns``) keep ``images``.
+    """
     import datasets
 
     rows_of = _row_fn(view, settings)
-    column = image_column(ds.features)
+    columns = image_columns(ds.features)
     table: dict[str, list[Any]] = {}
     index: list[int] = []
     for i, record in enumerate(records_of(ds)):
@@ -82,19 +94,23 @@ def _flat(ds: Any, view: str, settings: tuple[str, ...] | None) -> Any:
     if not index:
         names = QUESTION_COLUMNS if view == "questions" else ()
         table = {name: [] for name in names}
-    flat = datasets.Dataset.from_dict({**table, "image_index": index})
-    if column is None:
+    index_key = "images" if view == "trl" else "image_index"
+    flat = datasets.Dataset.from_dict({**table, index_key: index})
+    if not columns:
         return flat
-    raw = ds.select_columns([column]).cast_column(column, datasets.Image(decode=False))
+    raw = ds.select_columns(columns)
+    for column in columns:
+        raw = raw.cast_column(column, datasets.Image(decode=False))
     image_key = "images" if view == "trl" else "image"
     last: dict[int, Any] = {}
 
     def attach(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         images = []
-        for i in batch["image_index"]:
+        for i in batch[index_key]:
             if i not in last:  # consecutive rows share their image: decode it once
                 last.clear()
-                last[i] = _decode(raw[int(i)][column])
+                row = raw[int(i)]
+                last[i] = _decode(next((row[c] for c in columns if row[c] is not None), None))
             images.append([last[i]] if view == "trl" else last[i])
         return {**batch, image_key: images}
 
@@ -106,19 +122,21 @@ def _flat_stream(ds: Any, view: str, settings: tuple[str, ...] | None) -> Any:
     """The same view of a streaming ``IterableDataset`` (rows expanded as they arrive)."""
 
     rows_of = _row_fn(view, settings)
-    column = image_column(ds.features) or "jpg"
+    columns = image_columns(ds.features) or ["jpg"]
     image_key = "images" if view == "trl" else "image"
 
     def expand(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
-        for record, image in zip(batch["json"], batch.get(column) or [None] * len(batch["json"])):
+        cells = zip(*(batch.get(c) or [None] * len(batch["json"]) for c in columns))
+        for record, row_cells in zip(batch["json"], cells):
+            image = next((c for c in row_cells if c is not None), None)
             for row in rows_of(record):
                 for key, value in row.items():
                     out.setdefault(key, []).append(value)
                 out.setdefault(image_key, []).append([image] if view == "trl" else image)
         return out
 
-    return ds.map(expand, batched=True, remove_columns=list(ds.column_names or ["json", column, "__key__", "__url__"]))
+    return ds.map(expand, batched=True, remove_columns=list(ds.column_names or ["json", *columns, "__key__", "__url__"]))
 
 
 def load_finer(

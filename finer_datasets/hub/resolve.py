@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from finer_datasets.core.manifest import MANIFEST_NAME, read_manifest, verify
-from finer_datasets.errors import FinerError, UsageError, VerificationError
+from finer_datasets.errors import UsageError, VerificationError
 
 __all__ = ["ResolvedDataset", "resolve_dataset", "HUB_ID"]
 
@@ -54,7 +54,11 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
         return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
     except Exception as exc:  # huggingface_hub raises many kinds; all mean "could not get it"
-        raise FinerError(f"cannot fetch datasets/{repo_id}{'@' + revision if revision else ''} from the Hub: "
+        import os
+
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        raise UsageError(f"{repo_id}: no such local folder, and datasets/{repo_id}"
+                         f"{'@' + revision if revision else ''} could not be fetched from {endpoint}: "
                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
 
 

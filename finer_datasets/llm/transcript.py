@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from finer_datasets.errors import TranscriptMissError
+from finer_datasets.core.source import iter_jsonl
+from finer_datasets.errors import SourceError, TranscriptMissError
 
 __all__ = ["request_key", "TranscriptStore"]
 
@@ -58,20 +59,23 @@ class TranscriptStore:
             if not replay:
                 raise ValueError("a .jsonl transcript is read-only: use it with replay=True")
             self._memory = {}
-            try:
-                lines = self.path.read_text("utf-8").splitlines()
-            except FileNotFoundError as exc:
-                raise TranscriptMissError(f"transcript not found: {self.path}") from exc
-            for line in lines:
-                if line.strip():
-                    entry = json.loads(line)
-                    self._memory[entry["key"]] = entry
+            if not self.path.exists():
+                raise TranscriptMissError(f"transcript not found: {self.path}")
+            for number, entry in iter_jsonl(self.path, max_line_bytes=64 << 20):
+                if not isinstance(entry, dict) or not isinstance(entry.get("key"), str) or "response" not in entry:
+                    raise SourceError("not a transcript entry (expected an object with key and response)",
+                                      path=self.path, line=number)
+                self._memory[entry["key"]] = entry
         else:
             if replay and not self.path.exists():
                 raise TranscriptMissError(f"transcript not found: {self.path}")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
-            self._init_db()
+            try:
+                self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+                self._init_db()
+                self._db.execute("SELECT COUNT(*) FROM answers").fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise SourceError(f"not a FINER transcript database ({exc})", path=self.path) from exc
 
     def _init_db(self) -> None:
         # Switching to WAL can report "database is locked" without waiting while another

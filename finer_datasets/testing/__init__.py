@@ -1,5 +1,6 @@
 """Test stand-ins shipped with the package (they never import a builder).
 
     scripted.py        ScriptedLLM / ScriptedServer: a deterministic rule-based OpenAI-compatible stand-in
-    builder_tests.py   registry-driven tests every builder gets (tensorflow_datasets' DatasetBuilderTestCase style)
+    image_server.py    a local HTTP image server with fault routes (404s, slow, truncated, HTML, redirects, ...)
+    builder_tests.py   the checks every registered builder gets (tensorflow_datasets' DatasetBuilderTestCase style)
 """

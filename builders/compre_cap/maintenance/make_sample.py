@@ -10,8 +10,8 @@ Deterministic: the only randomness is ``random.Random`` seeded per image.
 
 Regenerate the checked-in outputs with::
 
-    .venv/bin/python builders/compre_cap/make_sample.py --out builders/compre_cap/sample --scenes sample --count 12 --size 320x240 --first-id 1
-    .venv/bin/python builders/compre_cap/make_sample.py --out builders/compre_cap/dummy_data --scenes dummy --count 3 --size 96x72 --first-id 101
+    .venv/bin/python builders/compre_cap/maintenance/make_sample.py --out builders/compre_cap/sample --scenes sample --count 12 --size 320x240 --first-id 1
+    .venv/bin/python builders/compre_cap/maintenance/make_sample.py --out builders/compre_cap/dummy_data --scenes dummy --count 3 --size 96x72 --first-id 101
 """
 
 from __future__ import annotations

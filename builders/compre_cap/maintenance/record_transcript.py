@@ -1,8 +1,9 @@
 """Record the sample's bundled transcript against the scripted stand-in model (no real LLM).
 
-    .venv/bin/python builders/compre_cap/make_sample_transcript.py
+    .venv/bin/python builders/compre_cap/maintenance/record_transcript.py
 
-It starts ``finer_datasets.llm.ScriptedServer`` on 127.0.0.1, builds the sample with every LLM
+It starts ``finer_datasets.testing.scripted.ScriptedServer`` on 127.0.0.1 (answering this
+builder's own prompts with its ``scripted_handlers()``), builds the sample with every LLM
 stage and the entropy filter (LLM ``scripted``, discriminator ``scripted-vl``), and copies the
 build's ``transcript.jsonl`` to ``builders/compre_cap/sample/transcript.jsonl``. Afterwards
 ``finer build compre_cap --sample --replay sample --out OUT`` exercises the LLM path offline.
@@ -16,14 +17,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+from finer_datasets import get_builder
 from finer_datasets.cli import main as finer
-from finer_datasets.llm import ScriptedServer
+from finer_datasets.testing.scripted import ScriptedLLM, ScriptedServer
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory() as tmp, ScriptedServer() as server:
+    handlers = get_builder("compre_cap").scripted_handlers()
+    with tempfile.TemporaryDirectory() as tmp, ScriptedServer(ScriptedLLM(handlers=handlers)) as server:
         out = Path(tmp) / "sample"
         code = finer(["build", "compre_cap", "--sample", "--out", str(out), "--no-progress",
                       "--llm-base-url", server.url, "--llm-model", "scripted",

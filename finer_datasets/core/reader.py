@@ -1,4 +1,4 @@
-"""Reading the samples of a verified dataset folder straight from its tar shards.
+"""Reading the samples of a dataset folder straight from its tar shards (the writer is shards.py).
 
 ``finer score`` and ``finer export`` read the exact bytes the manifest vouches for: the ``json``
 record of every sample and, for exports, the image member byte for byte (never decoded and
