@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from finer_datasets.constants import canonical_settings
-from finer_datasets.errors import FinerError, LLMError, UsageError
+from finer_datasets.cli import guarded
+from finer_datasets.errors import LLMError, UsageError
 from finer_datasets.eval.answers import PARSER_MODES
 from finer_datasets.eval.prompts import DEFAULT_PROMPT, PROMPTS, get_prompt
 
@@ -261,19 +262,16 @@ def cli(argv: list[str] | None = None) -> int:
     """The command line: errors are one ``error: ...`` line and the exit status of ``finer``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
-    try:
+
+    def run() -> int:
         args = parse_args(argv)
         result = main(args)
-    except FinerError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted; the answers so far are kept: rerun the same command to resume", file=sys.stderr)
-        return 130
-    for name, block in result["settings"].items():
-        print(f"{name:>10}: paired accuracy {block['paired_accuracy']:.1f}% ({block['n_pairs']} pairs)")
-    print(f"report: {Path(args.out) / 'report.md'}")
-    return 0
+        for name, block in result["settings"].items():
+            print(f"{name:>10}: paired accuracy {block['paired_accuracy']:.1f}% ({block['n_pairs']} pairs)")
+        print(f"report: {Path(args.out) / 'report.md'}")
+        return 0
+
+    return guarded(run, interrupted="interrupted; the answers so far are kept: rerun the same command to resume")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
     finer release DATASET --to REPO_DIR                              commit + tag v<VERSION> in a git repo
     finer publish DATASET --repo ORG/NAME [--private] [--dry-run]    upload to the Hub and tag
     finer score DATASET --predictions FILE --out DIR [...]           paired accuracy and more
-    finer export DATASET --format FORMAT --out FILE [...]            files for other evaluation tools
+    finer export DATASET --format FORMAT --out FILE [...]            files for other tools (VLMEvalKit, lmms-eval, LLaMA-Factory)
+    finer merge NAME --source DIR --parts P1 .. PN --out DIR         join part builds (--part I/N) into one release
     finer list                                                       the registered datasets
 
 DATASET is a built folder or a Hub id (``finer/compre_cap``) everywhere. Errors are one line
@@ -18,11 +19,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Callable
 
 from finer_datasets._version import __version__
 from finer_datasets.errors import EXIT_CODES, FinerError
 
-__all__ = ["main", "parser", "positive_int", "non_negative_int", "fraction"]
+__all__ = ["main", "guarded", "parser", "positive_int", "non_negative_int", "fraction"]
 
 _EPILOG = "exit status: " + "; ".join(f"{code} {text.split(':')[0].split(' (')[0]}" for code, text in EXIT_CODES.items())
 
@@ -110,6 +112,11 @@ def parser(builder: object = None) -> argparse.ArgumentParser:
                        description="Write the questions in another tool's format (images byte for byte).")
     data_cmd.add_export_arguments(x)
 
+    g = sub.add_parser("merge", help="join part builds (--part I/N) into one release", formatter_class=fmt,
+                       description="Join the part builds of one source (built on several machines with --part I/N) "
+                       "into one dataset folder, byte-identical to a one-machine build; no model, no network.")
+    build_cmd.add_merge_arguments(g, builder)
+
     sub.add_parser("list", help="list the registered datasets", description="List the registered datasets.")
     return p
 
@@ -120,6 +127,8 @@ def _run(args: argparse.Namespace, builder: object) -> int:
 
     if args.command == "build":
         return build_cmd.run(args, builder)
+    if args.command == "merge":
+        return build_cmd.run_merge(args, builder)
     if args.command == "list":
         from finer_datasets.core.registry import builder_classes
 
@@ -130,10 +139,11 @@ def _run(args: argparse.Namespace, builder: object) -> int:
 
 
 def _builder_for(argv: list[str]) -> object:
-    """The builder named after ``build`` (its options join the parser), or ``None``."""
-    if "build" not in argv:
+    """The builder named after ``build`` / ``merge`` (its options join the parser), or ``None``."""
+    command = next((c for c in ("build", "merge") if c in argv), None)
+    if command is None:
         return None
-    i = argv.index("build")
+    i = argv.index(command)
     if i + 1 < len(argv) and not argv[i + 1].startswith("-"):
         from finer_datasets.core.registry import get_builder
 
@@ -141,22 +151,32 @@ def _builder_for(argv: list[str]) -> object:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.DEBUG if "-v" in argv or "--verbose" in argv else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+def guarded(run: Callable[[], int], *, interrupted: str = "interrupted; temporary output removed") -> int:
+    """Run a command: errors become one ``error: ...`` line and their exit status
+    (:data:`~finer_datasets.errors.EXIT_CODES`), Ctrl-C exits 130. Used by ``finer`` and the
+    scripts in ``baselines/``."""
     try:
-        builder = _builder_for(argv)
-        args = parser(builder).parse_args(argv)
-        return _run(args, builder)
+        return run()
     except FinerError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted; temporary output removed", file=sys.stderr)
+        print(f"error: {interrupted}", file=sys.stderr)
         return 130
     except Exception as exc:  # Hub/HTTP errors: a message, never a traceback with request headers
         if type(exc).__module__.split(".")[0] not in ("huggingface_hub", "httpx", "httpx2", "requests"):
             raise
         print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.DEBUG if "-v" in argv or "--verbose" in argv else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+    def run() -> int:
+        builder = _builder_for(argv)
+        return _run(parser(builder).parse_args(argv), builder)
+
+    return guarded(run)

@@ -10,7 +10,7 @@ from finer_datasets.cli import fraction, positive_int
 from finer_datasets.core.builder import DEFAULT_MAX_SKIP_RATE
 from finer_datasets.errors import UsageError
 
-__all__ = ["add_arguments", "run", "canonical_command", "llm_run"]
+__all__ = ["add_arguments", "run", "canonical_command", "llm_run", "add_merge_arguments", "run_merge"]
 
 
 def add_arguments(b: argparse.ArgumentParser, builder: Any) -> None:
@@ -58,7 +58,8 @@ def add_arguments(b: argparse.ArgumentParser, builder: Any) -> None:
     g.add_argument("--theta-rel", type=float, default=None, help="entropy threshold for relations")
     g.add_argument("--transcript", type=Path, help="SQLite transcript to record into (default: OUT.transcript.sqlite)")
     g.add_argument("--replay", type=Path, help="answer every model request from this transcript (.sqlite or .jsonl; "
-                   "'sample' = the sample's bundled one); no model access")
+                   "'sample' = the sample's bundled one, the default of --sample for a dataset that needs a model); "
+                   "no model access")
 
 
 def canonical_command(args: argparse.Namespace, builder: Any, llm: Any = None) -> list[str]:
@@ -103,6 +104,8 @@ def llm_run(args: argparse.Namespace, builder: Any) -> Any:
     )
 
     prompts = PromptSet.for_builder(builder.prompts_dir())
+    if args.sample and builder.requires_llm and not (args.replay or args.llm_base_url or args.llm_model):
+        args.replay = Path("sample")  # a sample that needs a model replays its bundled transcript
     if args.replay:
         replay = args.replay
         if str(replay) == "sample":
@@ -149,26 +152,67 @@ def _transcript_path(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace, builder: Any) -> int:
+    from contextlib import nullcontext
+
     from finer_datasets.core.build import build
     from finer_datasets.core.output import check_output
 
     source = builder.sample_dir() if args.sample else args.source
-    protected = [source, *builder.protected_paths(builder.options_from(args))]
+    options = builder.options_from(args)
+    protected = [source, *builder.protected_paths(options)]
     protected += [p for p in (args.replay if args.replay and str(args.replay) != "sample" else None,) if p]
     if args.llm_base_url or args.transcript:
         protected.append(_transcript_path(args))
     check_output(args.out, protected=protected, overwrite=args.overwrite)  # before any model is contacted
     llm = llm_run(args, builder)
-    result = build(
-        builder, source=source, out=args.out, seed=args.seed, strict=args.strict, overwrite=args.overwrite,
-        max_skip_rate=args.max_skip_rate, max_samples=args.shard_samples, max_bytes=args.shard_bytes,
-        command=canonical_command(args, builder, llm), repo_id=args.repo_id,
-        progress=False if args.no_progress else None, llm=llm, options=builder.options_from(args), protected=protected,
-    )
+    # the bundled sample may need something beside it (e.g. a local server for its image URLs)
+    with builder.test_context(source) if args.sample else nullcontext({}) as sample_options:
+        result = build(
+            builder, source=source, out=args.out, seed=args.seed, strict=args.strict, overwrite=args.overwrite,
+            max_skip_rate=args.max_skip_rate, max_samples=args.shard_samples, max_bytes=args.shard_bytes,
+            command=canonical_command(args, builder, llm), repo_id=args.repo_id,
+            progress=False if args.no_progress else None, llm=llm, options={**options, **sample_options},
+            protected=protected,
+        )
+    _summary(result)
+    return 0
+
+
+def add_merge_arguments(m: argparse.ArgumentParser, builder: Any) -> None:
+    from finer_datasets.core.build import DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES
+
+    m.add_argument("dataset", help="dataset name, e.g. tuning")
+    m.add_argument("--source", type=Path, required=True, help="the source folder every part was built from")
+    m.add_argument("--parts", type=Path, nargs="+", required=True, help="the part folders (built with --part I/N)")
+    m.add_argument("--out", type=Path, required=True, help="output folder (as for finer build)")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing output folder written by a build")
+    m.add_argument("--shard-samples", type=positive_int, default=DEFAULT_MAX_SAMPLES, help="max samples per shard")
+    m.add_argument("--shard-bytes", type=positive_int, default=DEFAULT_MAX_BYTES, help="max bytes per shard")
+    m.add_argument("--repo-id", default=None, help="Hub repo id shown in the card's examples")
+    m.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    if builder is not None:
+        builder.add_arguments(m.add_argument_group(f"{builder.pretty_name} options (as the parts were built)"))
+
+
+def run_merge(args: argparse.Namespace, builder: Any) -> int:
+    """``finer merge``: join part builds into one release (no model, no network)."""
+    from finer_datasets.core.merge import merge
+    from finer_datasets.llm import LLMRun, PromptSet
+
+    prompts = PromptSet.for_builder(builder.prompts_dir())
+    result = merge(builder, args.parts, source=args.source, out=args.out, options=builder.options_from(args),
+                   replay=lambda path: LLMRun.replay(path, stages=builder.llm_stages, prompts=prompts),
+                   max_samples=args.shard_samples, max_bytes=args.shard_bytes, overwrite=args.overwrite,
+                   repo_id=args.repo_id, progress=False if args.no_progress else None,
+                   command=["finer", "build", args.dataset, "--source", args.source.resolve().name, "--out", "OUT"])
+    _summary(result)
+    return 0
+
+
+def _summary(result: Any) -> None:
     counts = result.manifest["counts"]
     records = counts.get("records", sum(counts["samples"].values()))
     detail = ", ".join(f"{s} {n}" for s, n in counts.get("pairs", {}).items())
     print(f"built {result.manifest['pretty_name']} {result.manifest['version']} in {result.out}: {records} records"
           f"{' (' + detail + ')' if detail else ''} from {counts['images']} images; "
           f"{sum(counts['skips'].values())} skipped element(s), see build_report.json")
-    return 0

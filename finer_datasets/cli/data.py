@@ -10,7 +10,7 @@ from finer_datasets.errors import UsageError
 
 __all__ = ["COMMANDS", "add_score_arguments", "add_export_arguments"]
 
-EXPORT_FORMATS = ("vlmevalkit", "official-csv", "lmms-eval")
+EXPORT_FORMATS = ("vlmevalkit", "official-csv", "lmms-eval", "llamafactory", "llamafactory-sft")
 PREDICTION_FORMATS = ("jsonl", "vlmevalkit")
 
 
@@ -50,7 +50,8 @@ def add_export_arguments(x: argparse.ArgumentParser) -> None:
     x.add_argument("dataset", metavar="DATASET", help="built dataset folder or Hub id (e.g. finer/compre_cap)")
     x.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="the other tool's format")
     x.add_argument("--out", type=Path, required=True,
-                   help="output file (.tsv or .csv), or for lmms-eval the task folder to give --include_path")
+                   help="output file (.tsv or .csv); for lmms-eval the task folder to give --include_path; for "
+                        "llamafactory(-sft) the dataset folder (dataset_info.json, JSONL, images/)")
     x.add_argument("--setting", action="append", default=None, help="export only this setting (repeatable)")
     x.add_argument("--revision", default=None, help="Hub revision (Hub ids only); lmms-eval tasks are pinned to it")
     x.add_argument("--prompt", choices=tuple(PROMPTS), default=DEFAULT_PROMPT, help="lmms-eval: the prompt template")
@@ -160,12 +161,27 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_llamafactory(args: argparse.Namespace) -> int:
+    """FINER-Tuning as a LLaMA-Factory dataset: sharegpt ranking (DPO) or, ``-sft``, chosen answers only."""
+    from finer_datasets.hub.resolve import resolve_dataset
+    from finer_datasets.preference.llamafactory import export_llamafactory
+
+    dataset = resolve_dataset(args.dataset, revision=args.revision)
+    kind = "sft" if args.format.endswith("-sft") else "ranking"
+    counts = export_llamafactory(dataset.folder, args.out, kind=kind)
+    print(f"wrote {', '.join(f'{split} {n}' for split, n in counts.items())} {kind} rows to {args.out} "
+          "(dataset_info.json, JSONL, images/)")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from finer_datasets.constants import canonical_settings
     from finer_datasets.eval.export import export_official_csv, export_vlmevalkit
     from finer_datasets.hub.resolve import resolve_dataset
     from finer_datasets.core.reader import iter_samples
 
+    if args.format.startswith("llamafactory"):
+        return _export_llamafactory(args)
     settings = canonical_settings(args.setting) if args.setting else None
     if args.format == "lmms-eval":
         return _export_lmms(args, settings)

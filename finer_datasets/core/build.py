@@ -96,7 +96,7 @@ def build(
         raise UsageError(f"--max-skip-rate must be between 0 and 1, got {max_skip_rate}")
     if builder.requires_llm and llm is None:
         raise UsageError(f"{builder.pretty_name} needs a model: pass --llm-base-url and --llm-model, or --replay "
-                         "TRANSCRIPT (--sample replays the bundled one)")
+                         "TRANSCRIPT (--sample replays the bundled one by default)")
     source = Path(source)
     if not source.is_dir():
         raise SourceError("source folder not found" if not source.exists() else "source is not a folder", path=source)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from finer_datasets.errors import SourceError
 
@@ -29,9 +29,10 @@ def _no_duplicates(path: Path, line: int | None):  # noqa: ANN202 - a json objec
     return hook
 
 
-def _read_bytes(path: Path) -> bytes:
+def _open(path: Path) -> BinaryIO:
+    """``path`` opened for reading, or a one-line :class:`SourceError` saying why not."""
     try:
-        return path.read_bytes()
+        return open(path, "rb")
     except FileNotFoundError as exc:
         raise SourceError("file not found", path=path) from exc
     except IsADirectoryError as exc:
@@ -52,7 +53,8 @@ def _loads(text: str, path: Path, line: int | None) -> Any:
 
 def read_json(path: Path) -> Any:
     """The parsed JSON document in ``path`` (UTF-8, a leading BOM allowed)."""
-    raw = _read_bytes(path)
+    with _open(path) as handle:
+        raw = handle.read()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -63,15 +65,7 @@ def read_json(path: Path) -> Any:
 def iter_jsonl(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, Any]]:
     """``(line number, parsed value)`` of every non-blank line of a JSON Lines file, read line by
     line (memory stays bounded); a line over ``max_line_bytes`` is an error naming it."""
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError as exc:
-        raise SourceError("file not found", path=path) from exc
-    except IsADirectoryError as exc:
-        raise SourceError("is a folder, expected a file", path=path) from exc
-    except OSError as exc:
-        raise SourceError(f"cannot read: {exc.strerror or exc}", path=path) from exc
-    with handle:
+    with _open(path) as handle:
         number = 0
         while True:
             raw = handle.readline(max_line_bytes + 1)

@@ -107,15 +107,19 @@ def image_questions(samples: Iterable[Mapping[str, Any]], pairs: Iterable[Mappin
                     template: PromptTemplate, *, skip: Iterable[str] = ()) -> Iterator[RunQuestion]:
     """The questions of ``pairs`` (positive then negative, pairs in id order) grouped by image,
     images in sample order; questions whose id is in ``skip`` (already answered) are left out and
-    an image none of whose questions is left is not decoded."""
+    an image none of whose questions is left is not decoded. (In a 1.x dataset an image is the
+    subject of several samples, one per pair: its questions are asked once, at its first sample.)"""
     skip = set(skip)
     by_image: dict[str, list[Mapping[str, Any]]] = {}
     for pair in pairs:
         by_image.setdefault(pair["image_id"], []).append(pair)
     for sample in samples:
         image_id = _record(sample)["image_id"]
+        if image_id not in by_image:
+            continue
         wanted = [(pair, pair[polarity]) for pair in sorted(by_image.get(image_id, ()), key=lambda p: p["pair_id"])
                   for polarity, _ in POLARITIES if pair[polarity]["question_id"] not in skip]
+        del by_image[image_id]
         if not wanted:
             continue
         ref = _image_of(sample, image_id)

@@ -30,7 +30,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from finer_datasets.constants import SETTINGS
 from finer_datasets.eval.prompts import DEFAULT_PROMPT, get_prompt
-from finer_datasets.mcq.records import pair_rows, question_rows
+from finer_datasets.core.views import decode_image, flat_view
+from finer_datasets.mcq.records import QUESTION_COLUMNS, pair_rows, question_rows
 
 __all__ = ["questions_view", "doc_to_visual", "doc_to_text", "process_results", "paired_accuracy",
            "question_accuracy", "pairs_from_items", "write_tasks", "task_yamls", "shipped_files", "TASKS_DIR",
@@ -42,7 +43,6 @@ logger = logging.getLogger(__name__)
 TASKS_DIR = Path(__file__).parent / "tasks"
 #: lmms-eval group name -> the dataset (Hub id) its shipped tasks read
 BENCHMARKS = {"finer_compre_cap": "finer/compre_cap", "finer_docci": "finer/docci"}
-_IMAGE_COLUMNS = ("jpg", "png", "jpeg", "webp")
 _ITEM_FIELDS = ("question_id", "pair_id", "setting", "polarity", "k", "negated_index", "options", "option_types",
                 "answer")
 
@@ -50,49 +50,12 @@ _ITEM_FIELDS = ("question_id", "pair_id", "setting", "polarity", "k", "negated_i
 # ------------------------------------------------------------------ documents
 
 
-def _decode(cell: Any) -> Any:
-    import io
-
-    from PIL import Image
-
-    if cell is None or hasattr(cell, "convert"):
-        return cell
-    data = cell.get("bytes") if isinstance(cell, Mapping) else cell
-    return Image.open(cell["path"]) if data is None else Image.open(io.BytesIO(data))
-
-
 def questions_view(images: Any, settings: Iterable[str] | None = None) -> Any:
     """One row per question (``question_rows`` columns + ``image_index``) of a per-image
     ``datasets.Dataset``; the ``image`` column is added on access (decoded once per image)."""
-    import datasets
-
     chosen = None if settings is None else tuple(settings)
-    column = next((c for c in _IMAGE_COLUMNS if c in (images.column_names or ())), None)
-    table: dict[str, list[Any]] = {}
-    index: list[int] = []
-    for i, record in enumerate(images.select_columns(["json"])["json"]):
-        for pair in pair_rows(record, chosen):
-            for row in question_rows(pair):
-                for key, value in row.items():
-                    table.setdefault(key, []).append(value)
-                index.append(i)
-    flat = datasets.Dataset.from_dict({**table, "image_index": index})
-    if column is None:
-        return flat
-    raw = images.select_columns([column]).cast_column(column, datasets.Image(decode=False))
-    last: dict[int, Any] = {}
-
-    def attach(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        out = []
-        for i in batch["image_index"]:
-            if i not in last:  # consecutive questions share their image
-                last.clear()
-                last[i] = _decode(raw[int(i)][column])
-            out.append(last[i])
-        return {**batch, "image": out}
-
-    flat.set_transform(attach)
-    return flat
+    return flat_view(images, lambda record: [q for pair in pair_rows(record, chosen) for q in question_rows(pair)],
+                     empty=QUESTION_COLUMNS)
 
 
 def _process_docs(setting: str) -> Callable[[Any], Any]:
@@ -110,7 +73,7 @@ for _setting in SETTINGS:
 
 def doc_to_visual(doc: Mapping[str, Any]) -> list[Any]:
     """The question's image (RGB), as a one-element list."""
-    return [_decode(doc["image"]).convert("RGB")]
+    return [decode_image(doc["image"]).convert("RGB")]
 
 
 def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, Any] | None = None) -> str:

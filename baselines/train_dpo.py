@@ -1,0 +1,349 @@
+"""Reference DPO training on FINER-Tuning (paper section 3, Table 10) with TRL + PEFT LoRA.
+
+    python baselines/train_dpo.py --config baselines/configs/qwen2.5-vl-7b.yaml --dataset finer/tuning
+    python baselines/train_dpo.py --config baselines/configs/qwen2.5-vl-7b.yaml --dataset tuples.jsonl --fast \\
+        --eval compre_cap --output_dir runs/qwen25vl-finer
+    accelerate launch --config_file baselines/configs/accelerate_ddp.yaml --num_processes 2 \\
+        baselines/train_dpo.py --config baselines/configs/qwen2.5-vl-7b.yaml --dataset finer/tuning --fast
+
+Options come from three dataclasses parsed by ``trl.TrlParser``: the script's own (below), TRL's
+``DPOConfig`` (optimiser, schedule, batch sizes, beta, loss_type, max_length, bf16, DeepSpeed,
+logging, saving) and TRL's ``ModelConfig`` (model, dtype, attention, LoRA). ``--config file.yaml``
+sets any of them; flags override it. ``python baselines/train_dpo.py --help`` lists them all.
+
+Data: TRL's conversational vision preference format (``images``, ``prompt``, ``chosen``,
+``rejected``; see ``finer_datasets.train.data``) from a JSONL file of tuples, from
+``finer_datasets.load_finer(path, view="trl")`` (a built FINER-Tuning folder or Hub id), or from any
+``datasets.load_dataset`` source in that format (``--dataset_loader datasets``). Optional columns
+``subset`` and ``query_type`` drive the ablation presets (paper Tables 4-5).
+
+Training: ``trl.DPOTrainer`` by default (TRL's layout); ``--fast`` runs the packed step of
+``finer_datasets.train`` (one ``[prompt|chosen|rejected]`` row per tuple, the vision tower once per
+image, reference log-probs cached from one inference pass, no gradient checkpointing when the
+micro-batch fits) with the same loss and gradients. The LoRA adapter is saved to ``--output_dir``.
+``--eval compre_cap`` (or ``docci``) then scores the trained model with ``baselines/score.py`` and
+writes one report (``report.json``, ``report.md``) with the training and benchmark results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("finer.train_dpo")
+
+EVAL_DATASETS = {"compre_cap": "finer/compre_cap", "docci": "finer/docci"}
+SUBSETS = ("obj", "attr", "rel", "wh")
+QUERY_TYPES = ("positive", "negative")
+
+
+@dataclass
+class ScriptArguments:
+    dataset: str = field(default="", metadata={
+        "help": "FINER-Tuning tuples: a JSONL file, a built folder or a Hub id (see --dataset_loader)"})
+    dataset_loader: str = field(default="finer", metadata={
+        "help": "finer: finer_datasets.load_finer(view='trl'); datasets: datasets.load_dataset (any source in TRL's "
+                "vision preference format). JSONL files are always read directly", "choices": ["finer", "datasets"]})
+    dataset_split: str = field(default="train", metadata={"help": "split to train on"})
+    dataset_revision: str | None = field(default=None, metadata={"help": "dataset revision (Hub tag or commit)"})
+    subsets: list[str] | None = field(default=None, metadata={
+        "help": "keep only these subsets (obj attr rel wh; needs a 'subset' column): paper Table 5"})
+    query_types: list[str] | None = field(default=None, metadata={
+        "help": "keep only these query types (positive negative; needs a 'query_type' column): paper Table 4"})
+    max_train_samples: int | None = field(default=None, metadata={
+        "help": "uniformly subsample at most this many tuples (seeded by --seed) before the validation split: "
+                "40K LLaVA-1.6, 120K Qwen2.5-VL, 160K InternVL3.5 (paper, Table 10)"})
+    val_ratio: float = field(default=0.005, metadata={
+        "help": "fraction held out for validation (paper: 0.005) when the data has no 'validation' split"})
+    global_batch_size: int | None = field(default=None, metadata={
+        "help": "global batch (paper: 64): sets gradient_accumulation_steps = global / (micro-batch x processes)"})
+    lora_language_only: bool = field(default=True, metadata={
+        "help": "put LoRA on --lora_target_modules of the language model only (the vision tower stays frozen)"})
+    image_max_pixels: int | None = field(default=None, metadata={
+        "help": "cap on image pixels for processors that take max_pixels (Qwen2/2.5-VL); LLaMA-Factory uses 589824"})
+    fast: bool = field(default=False, metadata={
+        "help": "packed DPO step (finer_datasets.train): same loss and gradients as TRL, several times faster"})
+    reference: str = field(default="cache", metadata={
+        "help": "--fast: 'cache' (reference log-probs from one inference pass, cached on disk) or 'inline' (a no-grad "
+                "forward with the adapter off in every step)", "choices": ["cache", "inline"]})
+    reference_dir: str | None = field(default=None, metadata={
+        "help": "--fast: folder of the reference log-prob cache (default OUTPUT_DIR/reference)"})
+    auto_micro_batch: bool = field(default=True, metadata={
+        "help": "--fast on CUDA without DeepSpeed: largest micro-batch <= per_device_train_batch_size that fits "
+                "without gradient checkpointing (checkpointing only if one tuple does not fit); set "
+                "--global_batch_size to keep the global batch"})
+    eval: str | None = field(default=None, metadata={
+        "help": "after training, score the model on this FINER benchmark with baselines/score.py",
+        "choices": list(EVAL_DATASETS)})
+    eval_dataset: str | None = field(default=None, metadata={
+        "help": "benchmark Hub id or built folder (default: finer/compre_cap or finer/docci)"})
+    eval_revision: str | None = field(default=None, metadata={"help": "benchmark revision, e.g. v1.0.0"})
+    eval_engine: str = field(default="generate", metadata={
+        "help": "score.py engine: generate (paper protocol) or letters", "choices": ["generate", "letters"]})
+    eval_limit: int | None = field(default=None, metadata={"help": "score only the first N pairs of each setting"})
+    eval_batch_size: int = field(default=16, metadata={"help": "questions per forward (letters engine)"})
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Any, Any, Any]:
+    """``(script_args, DPOConfig, ModelConfig)`` from flags and ``--config``."""
+    from trl import DPOConfig, ModelConfig, TrlParser
+
+    parser = TrlParser((ScriptArguments, DPOConfig, ModelConfig), description=__doc__.split("\n\n")[0])
+    script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    if not script_args.dataset:
+        parser.error("--dataset is required")
+    return script_args, training_args, model_args
+
+
+# -- data ---------------------------------------------------------------------------------------------
+
+def load_tuples(args: ScriptArguments, seed: int) -> tuple[Any, Any]:
+    """``(train, validation or None)`` after the subset / query-type filters and the subsample; the
+    data's own ``validation`` split when it has one, else ``val_ratio`` of the tuples."""
+    import inspect
+
+    import datasets
+
+    from finer_datasets.errors import UsageError
+    from finer_datasets.train.data import load_tuples_jsonl
+
+    if args.dataset.endswith(".jsonl"):
+        ds = load_tuples_jsonl(args.dataset)
+    elif args.dataset_loader == "finer":
+        from finer_datasets.hub.load import load_finer
+
+        if "view" not in inspect.signature(load_finer).parameters:
+            raise UsageError("this finer_datasets has no FINER-Tuning TRL view (load_finer(..., view='trl')); pass a "
+                             "JSONL file of tuples, or --dataset_loader datasets for a source in TRL's format")
+        ds = load_finer(args.dataset, view="trl", revision=args.dataset_revision)
+    else:
+        ds = datasets.load_dataset(args.dataset, revision=args.dataset_revision)
+    validation = None
+    if isinstance(ds, (datasets.DatasetDict, dict)):
+        if args.dataset_split not in ds:
+            raise UsageError(f"--dataset_split {args.dataset_split!r} not in {sorted(ds)}")
+        validation = ds.get("validation") if args.dataset_split != "validation" else None
+        ds = ds[args.dataset_split]
+    for column, wanted, allowed in (("subset", args.subsets, SUBSETS), ("query_type", args.query_types, QUERY_TYPES)):
+        if not wanted:
+            continue
+        bad = sorted(set(wanted) - set(allowed))
+        if bad:
+            raise UsageError(f"--{column.replace('subset', 'subsets').replace('query_type', 'query_types')}: "
+                             f"unknown {bad}; choose from {list(allowed)}")
+        if column not in ds.column_names:
+            raise UsageError(f"--{column}s needs a {column!r} column, which {args.dataset} does not have")
+        keep = set(wanted)
+        ds = ds.select([i for i, v in enumerate(ds[column]) if v in keep])
+        if validation is not None and column in validation.column_names:
+            validation = validation.select([i for i, v in enumerate(validation[column]) if v in keep])
+    if len(ds) == 0:
+        raise UsageError("no tuples left after the subset / query-type filters")
+    if args.max_train_samples is not None and args.max_train_samples < len(ds):
+        ds = ds.shuffle(seed=seed).select(range(args.max_train_samples))
+    if validation is not None:  # the builder's own held-out split
+        return ds, (validation if len(validation) else None)
+    n_val = int(len(ds) * args.val_ratio)
+    if n_val < 1:
+        return ds, None
+    split = ds.train_test_split(test_size=n_val, seed=seed)
+    return split["train"], split["test"]
+
+
+# -- model --------------------------------------------------------------------------------------------
+
+def load_model(model_args: Any, script_args: ScriptArguments) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    model = AutoModelForImageTextToText.from_pretrained(
+        model_args.model_name_or_path, revision=model_args.model_revision, dtype=dtype,
+        attn_implementation=model_args.attn_implementation, trust_remote_code=model_args.trust_remote_code)
+    extra = {"max_pixels": script_args.image_max_pixels} if script_args.image_max_pixels else {}
+    processor = AutoProcessor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision,
+                                              trust_remote_code=model_args.trust_remote_code, **extra)
+    return model, processor
+
+
+def peft_config(model_args: Any, script_args: ScriptArguments) -> Any:
+    """TRL's LoRA config from ``ModelConfig``; with ``lora_language_only`` the target modules are
+    matched inside the language model only (a regex), so the vision tower stays frozen."""
+    from trl import get_peft_config
+
+    config = get_peft_config(model_args)
+    if config is None:
+        return None
+    targets = model_args.lora_target_modules or ["q_proj", "v_proj"]
+    if script_args.lora_language_only and isinstance(targets, (list, tuple)):
+        config.target_modules = rf".*language_model.*\.({'|'.join(targets)})"
+    return config
+
+
+# -- training -----------------------------------------------------------------------------------------
+
+def _set_accumulation(training_args: Any, script_args: ScriptArguments, micro_batch: int) -> None:
+    from finer_datasets.errors import UsageError
+    from finer_datasets.train.autobatch import accumulation_steps
+
+    training_args.per_device_train_batch_size = micro_batch
+    if script_args.global_batch_size:
+        try:
+            training_args.gradient_accumulation_steps = accumulation_steps(
+                script_args.global_batch_size, micro_batch, training_args.world_size)
+        except ValueError as e:
+            raise UsageError(f"--global_batch_size: {e}") from None
+
+
+def train(script_args: ScriptArguments, training_args: Any, model_args: Any, model: Any, processor: Any,
+          train_ds: Any, val_ds: Any) -> Any:
+    """Build the trainer (TRL or fast), train, save the adapter; return the trainer."""
+    cfg = peft_config(model_args, script_args)
+    if not script_args.fast:
+        from trl import DPOTrainer
+
+        _set_accumulation(training_args, script_args, training_args.per_device_train_batch_size)
+        trainer = DPOTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=val_ds,
+                             processing_class=processor, peft_config=cfg)
+    else:
+        from peft import get_peft_model
+        from transformers import set_seed
+
+        from finer_datasets.train.autobatch import largest_micro_batch
+        from finer_datasets.train.fast_dpo import PackedPolicy
+        from finer_datasets.train.trainer import FastDPOTrainer, PackedCollator
+
+        set_seed(training_args.seed)  # as trl.DPOTrainer: the LoRA initialisation is seeded
+        plugin = training_args.deepspeed_plugin
+        zero3 = plugin is not None and plugin.zero_stage == 3
+        peft_model = get_peft_model(model, cfg, autocast_adapter_dtype=not zero3) if cfg is not None else model
+        micro = training_args.per_device_train_batch_size
+        if script_args.auto_micro_batch and training_args.device.type == "cuda" and plugin is None:
+            tok = getattr(processor, "tokenizer", processor)
+            collator = PackedCollator(processor, max_length=training_args.max_length,
+                                      pad_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+            micro, checkpointing = largest_micro_batch(
+                PackedPolicy(peft_model), collator.collate, train_ds, start=micro, device=training_args.device,
+                reference_inline=script_args.reference == "inline", reduce_min=_reduce_min)
+            training_args.activation_checkpointing = training_args.gradient_checkpointing = checkpointing
+        _set_accumulation(training_args, script_args, micro)
+        trainer = FastDPOTrainer(peft_model, training_args, train_ds, processor, eval_dataset=val_ds,
+                                 reference=script_args.reference, reference_dir=script_args.reference_dir)
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    return trainer
+
+
+def _reduce_min(value: int) -> int:
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], device="cuda" if torch.cuda.is_available() else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
+# -- evaluation and report ----------------------------------------------------------------------------
+
+def evaluate(script_args: ScriptArguments, model_args: Any, trainer: Any, processor: Any, out_dir: Path) -> dict:
+    """Score the trained model (adapter active) with ``baselines/score.py``; returns its result."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from score import ScoreArgs
+    from score import main as score_main
+
+    from finer_datasets.eval.engines import VisionLanguageModel
+
+    model = getattr(trainer, "policy", None)
+    model = model.model if model is not None else trainer.model
+    model = trainer.accelerator.unwrap_model(model)
+    device = str(trainer.args.device)
+    vlm = VisionLanguageModel(model, processor, device=device)
+    values = {"model": f"{model_args.model_name_or_path or type(model).__name__}+{trainer.args.output_dir}",
+              "dataset": script_args.eval_dataset or EVAL_DATASETS[script_args.eval],
+              "revision": script_args.eval_revision, "engine": script_args.eval_engine,
+              "batch_size": script_args.eval_batch_size, "limit": script_args.eval_limit, "device": device,
+              "out": str(out_dir / f"eval-{script_args.eval}")}
+    known = ScoreArgs.__dataclass_fields__
+    return score_main(ScoreArgs(**{k: v for k, v in values.items() if k in known}), vlm=vlm)
+
+
+def write_report(out_dir: Path, summary: dict) -> None:
+    """``report.json`` and ``report.md`` in ``out_dir`` (atomic writes)."""
+    lines = [f"# FINER-Tuning DPO: {summary['model']}", "",
+             f"- data: {summary['dataset']} ({summary['train_tuples']} training tuples, "
+             f"{summary['validation_tuples']} validation)", f"- trainer: {summary['trainer']}",
+             f"- adapter: {summary['adapter']}", ""]
+    lines += ["| training metric | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in summary["train"].items()]
+    if summary.get("eval"):
+        lines += ["", f"## {summary['eval']['benchmark']}", "", "| setting | paired accuracy | pairs |",
+                  "| --- | --- | --- |"]
+        lines += [f"| {name} | {b['paired_accuracy']:.1f}% | {b['n_pairs']} |"
+                  for name, b in summary["eval"]["settings"].items()]
+    for name, text in (("report.json", json.dumps(summary, indent=2, default=str) + "\n"),
+                       ("report.md", "\n".join(lines) + "\n")):
+        tmp = out_dir / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out_dir / name)
+
+
+def main(script_args: ScriptArguments, training_args: Any, model_args: Any, *, model: Any = None,
+         processor: Any = None) -> dict:
+    """Train (and score with ``--eval``); returns the report dict. ``model`` / ``processor`` may be
+    given already built (e.g. a tiny offline model); otherwise ``model_name_or_path`` is loaded."""
+    plugin = training_args.deepspeed_plugin
+    if script_args.eval and plugin is not None and plugin.zero_stage == 3:
+        from finer_datasets.errors import UsageError
+
+        raise UsageError("--eval scores on one device, not under DeepSpeed ZeRO-3: train without --eval, then score "
+                         "the saved adapter with baselines/score.py --model OUTPUT_DIR")
+    train_ds, val_ds = load_tuples(script_args, training_args.seed)
+    if model is None:
+        model, processor = load_model(model_args, script_args)
+    start = time.perf_counter()
+    trainer = train(script_args, training_args, model_args, model, processor, train_ds, val_ds)
+    seconds = time.perf_counter() - start
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    last = history[-1] if history else {}
+    out_dir = Path(training_args.output_dir)
+    summary: dict[str, Any] = {
+        "model": model_args.model_name_or_path or type(model).__name__, "dataset": script_args.dataset,
+        "trainer": "fast (packed)" if script_args.fast else "trl.DPOTrainer", "adapter": str(out_dir),
+        "train_tuples": len(train_ds), "validation_tuples": len(val_ds) if val_ds is not None else 0,
+        "train": {"steps": trainer.state.global_step, "seconds": round(seconds, 2),
+                  **{k: v for k, v in last.items() if k.startswith(("loss", "rewards/", "logps/"))}},
+        "history": history, "eval_history": [h for h in trainer.state.log_history if "eval_loss" in h],
+        "script_args": asdict(script_args),
+    }
+    if script_args.eval and trainer.accelerator.is_main_process:  # one process scores
+        result = evaluate(script_args, model_args, trainer, processor, out_dir)
+        summary["eval"] = {"benchmark": script_args.eval, "report": str(out_dir / f"eval-{script_args.eval}"),
+                           "settings": {k: {"paired_accuracy": v["paired_accuracy"], "n_pairs": v["n_pairs"]}
+                                        for k, v in result["settings"].items()}}
+    if trainer.accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_report(out_dir, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        from finer_datasets.errors import FinerError
+    except ImportError:  # pragma: no cover
+        FinerError = RuntimeError  # type: ignore[misc,assignment]
+    try:
+        report = main(*parse_args())
+    except FinerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", 1))
+    print(json.dumps({"adapter": report["adapter"], **report["train"], **({"eval": report["eval"]["settings"]}
+                                                                        if report.get("eval") else {})}, indent=1))

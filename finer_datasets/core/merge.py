@@ -1,0 +1,144 @@
+"""Joining the parts of a build split over machines into one release (``finer merge``).
+
+A builder that supports it (:meth:`DatasetBuilder.part_of` and :meth:`DatasetBuilder.merge_options`)
+can be built in ``N`` disjoint parts (``--part i/N``), each on its own machine with its own model
+endpoint or a shared one. Each part is a complete, verified build folder. :func:`merge` checks
+that the parts belong together (same dataset, version, seed, options, model set-up and source;
+parts 1..N each exactly once), then builds the whole source once more with
+
+* every model answer replayed from the union of the parts' transcripts (no model access; the
+  caller says how to replay one, ``replay(path) -> LLM run``, since the core knows no model), and
+* what the parts fetched taken from the parts themselves (:meth:`DatasetBuilder.merge_options`),
+
+through the ordinary :func:`~finer_datasets.core.build.build`. The result has one manifest and is
+byte-identical to a one-machine build with the same model answers and fetch outcomes (the tests
+check it with N=3). Global steps (e.g. a cap on the number of tuples) run here, over all parts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from finer_datasets.core.build import BuildResult, build
+from finer_datasets.core.builder import DatasetBuilder
+from finer_datasets.core.manifest import fingerprint_files, verify
+from finer_datasets.errors import UsageError
+
+__all__ = ["merge", "union_transcripts", "check_parts"]
+
+logger = logging.getLogger(__name__)
+_TRANSCRIPT = "transcript.jsonl"
+
+
+def _same(parts: Sequence[Path], manifests: Sequence[dict[str, Any]], what: str, get: Any) -> Any:
+    values = [get(m) for m in manifests]
+    for path, value in zip(parts[1:], values[1:]):
+        if value != values[0]:
+            raise UsageError(f"the parts disagree on {what}: {parts[0]} has {values[0]!r}, {path} has {value!r}")
+    return values[0]
+
+
+def check_parts(builder: DatasetBuilder, parts: Sequence[Path], source: Path, options: dict[str, Any]) -> list[dict[str, Any]]:
+    """Verify every part and check that they are the parts 1..N of one build of ``source`` with
+    ``options``; return their manifests (:class:`UsageError` naming the first disagreement)."""
+    if not parts:
+        raise UsageError("finer merge needs the part folders (built with --part I/N)")
+    manifests = [verify(p) for p in parts]
+    for path, manifest in zip(parts, manifests):
+        if manifest["dataset"] != builder.name:
+            raise UsageError(f"{path} is a build of {manifest['dataset']!r}, not {builder.name!r}")
+    _same(parts, manifests, "the version", lambda m: m["version"])
+    if manifests[0]["version"] != builder.version:
+        raise UsageError(f"the parts are version {manifests[0]['version']} of {builder.name}; this builder is "
+                         f"{builder.version}: merge with the finer-datasets that built them")
+    _same(parts, manifests, "the seed", lambda m: m["seed"])
+    _same(parts, manifests, "the builder options", lambda m: m["builder"]["options"])
+    _same(parts, manifests, "the model set-up", lambda m: {k: v for k, v in (m["llm"] or {}).items()
+                                                           if k in ("model", "stages", "mllm", "prompts")})
+    recorded = builder.recorded_options(options)
+    if manifests[0]["builder"]["options"] != recorded:
+        raise UsageError(f"the parts were built with options {manifests[0]['builder']['options']}, the merge is asked "
+                         f"for {recorded}; pass the parts' options")
+    sources = [fingerprint_files(name, source, files) for name, files in builder.source_files(source)]
+    if _same(parts, manifests, "the source", lambda m: m["sources"]) != sources:
+        raise UsageError(f"the parts were built from another source than {source} (fingerprints differ)")
+    numbers = [builder.part_of(m) for m in manifests]
+    if any(n is None for n in numbers):
+        whole = parts[numbers.index(None)]
+        raise UsageError(f"{whole} is a whole build, not a part (build parts with --part I/N)")
+    total = _same(parts, manifests, "the number of parts", lambda m: builder.part_of(m)[1])
+    found = sorted(i for i, _ in numbers)
+    if found != list(range(1, total + 1)):
+        missing = sorted(set(range(1, total + 1)) - set(found))
+        twice = sorted({i for i in found if found.count(i) > 1})
+        raise UsageError(f"need parts 1..{total} once each: missing {missing or 'none'}, repeated {twice or 'none'}")
+    return manifests
+
+
+def union_transcripts(parts: Sequence[Path], out: Path) -> int:
+    """Write the union of the parts' ``transcript.jsonl`` (canonical lines, sorted by key) to ``out``;
+    two different answers under one key are a :class:`UsageError`. Returns the number of entries."""
+    entries: dict[str, str] = {}
+    for part in parts:
+        for line in (part / _TRANSCRIPT).read_text("utf-8").splitlines():
+            if not line.strip():
+                continue
+            key = json.loads(line)["key"]
+            if entries.setdefault(key, line) != line:
+                raise UsageError(f"{part / _TRANSCRIPT}: entry {key[:16]} differs from another part's "
+                                 "(the parts were recorded with different model set-ups)")
+    out.write_text("".join(entries[k] + "\n" for k in sorted(entries)), encoding="utf-8")
+    return len(entries)
+
+
+def merge(
+    builder: DatasetBuilder,
+    parts: Sequence[str | Path],
+    *,
+    source: str | Path,
+    out: str | Path,
+    options: dict[str, Any] | None = None,
+    replay: Callable[[Path], Any] | None = None,
+    max_samples: int | None = None,
+    max_bytes: int | None = None,
+    **build_kwargs: Any,
+) -> BuildResult:
+    """Build ``out`` from the part builds ``parts`` of ``source`` (see the module docstring).
+
+    ``options`` are the builder options the parts were built with (their recorded form must match
+    the parts' manifests); the seed, ``--strict`` and ``--max-skip-rate`` are the parts'.
+    ``replay(transcript_path)`` returns the model run that answers from a transcript, e.g.
+    ``lambda path: LLMRun.replay(path, stages=builder.llm_stages, prompts=PromptSet.for_builder(...))``;
+    it is required when the parts used a model.
+    ``max_samples``/``max_bytes`` (shard sizes) must be those a one-machine build would use.
+    Other keyword arguments go to :func:`~finer_datasets.core.build.build` (``command``,
+    ``repo_id``, ``progress``, ``overwrite``).
+    """
+    from finer_datasets.core.build import DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES
+
+    parts = [Path(p) for p in parts]
+    source, out, options = Path(source), Path(out), dict(options or {})
+    manifests = check_parts(builder, parts, source, options)
+    first = manifests[0]
+    if first["llm"] is not None and replay is None:
+        raise UsageError("the parts used a model: merge needs replay(transcript) to answer from their transcripts")
+    scratch = out.parent / f".{out.name}.finer-merge"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    try:
+        llm = None
+        if first["llm"] is not None:
+            entries = union_transcripts(parts, scratch / _TRANSCRIPT)
+            logger.info("merging %d parts: %d transcript entries", len(parts), entries)
+            llm = replay(scratch / _TRANSCRIPT)
+        merged = builder.merge_options(parts, options, scratch)
+        return build(builder, source=source, out=out, seed=first["seed"], strict=first["builder"]["strict"],
+                     max_skip_rate=first["builder"]["max_skip_rate"], llm=llm, options=merged,
+                     max_samples=max_samples or DEFAULT_MAX_SAMPLES, max_bytes=max_bytes or DEFAULT_MAX_BYTES,
+                     protected=[*parts, scratch], **build_kwargs)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

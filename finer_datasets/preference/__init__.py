@@ -1,0 +1,11 @@
+"""FINER-Tuning's preference data: tuples (x, q, a+, a-) from phrases, and the formats trainers read.
+
+    construct.py    pure, seeded construction: phrases -> candidate tuples -> selection, splits, parts
+    templates.py    the five yes/no question templates per type (Obj, Attr, Rel)
+    configs.py      PRESETS: the paper's training set and its ablations (Tables 4 and 5)
+    records.py      per-image record -> rows: trl_rows (TRL DPO), sft_rows (SFT ablation)
+    llamafactory.py export to LLaMA-Factory's sharegpt ranking/SFT format, and a format check
+    schemas/        tuning_image.schema.json: the record of one image (the shards' json member)
+
+Nothing here imports ``datasets``, ``torch`` or a model library.
+"""
