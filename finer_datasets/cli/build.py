@@ -36,7 +36,9 @@ def add_arguments(b: argparse.ArgumentParser, builder: Any) -> None:
     if builder is not None:
         builder.add_arguments(b.add_argument_group(f"{builder.pretty_name} options"))
     stages = ", ".join(builder.llm_stages) if builder is not None else "the builder's stages"
-    g = b.add_argument_group("LLM and MLLM stages (default: none, the build needs no model)")
+    needs = builder is not None and builder.requires_llm
+    g = b.add_argument_group("LLM and MLLM stages" + (" (this dataset needs a model: --llm-* or --replay)" if needs
+                                                      else " (default: none, the build needs no model)"))
     g.add_argument("--llm-base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM, SGLang, ...)")
     g.add_argument("--llm-model", help="model name sent to the endpoint")
     g.add_argument("--llm-api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key (never logged)")
@@ -216,3 +218,10 @@ def _summary(result: Any) -> None:
     print(f"built {result.manifest['pretty_name']} {result.manifest['version']} in {result.out}: {records} records"
           f"{' (' + detail + ')' if detail else ''} from {counts['images']} images; "
           f"{sum(counts['skips'].values())} skipped element(s), see build_report.json")
+    report = result.report
+    for kind, reasons in (("by design", {r: n for r, n in counts["skips"].items() if r in report.policy}),
+                          ("for defects", {r: n for r, n in counts["skips"].items() if r not in report.policy})):
+        if reasons:
+            print(f"  skipped {kind}: {', '.join(f'{r} {n}' for r, n in reasons.items())}")
+    print(f"  defect skip rate {100 * report.defect_rate():.1f}% (limit --max-skip-rate "
+          f"{100 * result.manifest['builder']['max_skip_rate']:.0f}%)")

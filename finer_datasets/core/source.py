@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, Iterator
 
 from finer_datasets.errors import SourceError
 
-__all__ = ["read_json", "iter_jsonl", "MAX_LINE_BYTES"]
+__all__ = ["read_json", "parse_json", "iter_jsonl", "MAX_LINE_BYTES"]
 
 #: longest line accepted in a JSON Lines source (a 10 MB description is an error, not a record)
 MAX_LINE_BYTES = 1 << 20
@@ -54,7 +54,11 @@ def _loads(text: str, path: Path, line: int | None) -> Any:
 def read_json(path: Path) -> Any:
     """The parsed JSON document in ``path`` (UTF-8, a leading BOM allowed)."""
     with _open(path) as handle:
-        raw = handle.read()
+        return parse_json(handle.read(), path)
+
+
+def parse_json(raw: bytes, path: Path) -> Any:
+    """The JSON document in the bytes ``raw`` read from ``path`` (checked as :func:`read_json` does)."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -7,6 +7,7 @@
     entropy.py      Thresholds, entropy, ChatLogprobsDiscriminator, LettersDiscriminator (MLLM filter)
     stages.py       what every stage shares (gather with progress, ask_or_none)
     run.py          LLMRun: one build's set-up and stages (recorded in the transcript)
+    verbatim.py     VerbatimGuard: was a phrase copied from a text (the guard against invention)
 
 The stages themselves live with their concern: ``scene_graph.llm_negatives.LLMNegatives``,
 ``mcq.wh_writer.WhQuestionWriter``, and builder-specific ones in the builder's folder.
@@ -22,8 +23,9 @@ from finer_datasets.llm.entropy import (
 from finer_datasets.llm.prompts import LIBRARY_PROMPTS, PromptSet
 from finer_datasets.llm.run import LLMRun
 from finer_datasets.llm.transcript import TranscriptStore, request_key
+from finer_datasets.llm.verbatim import VerbatimGuard
 
 __all__ = [
     "ChatClient", "LLMConfig", "LLMAnswerError", "json_parser", "ChatLogprobsDiscriminator", "LettersDiscriminator",
-    "Thresholds", "entropy", "PromptSet", "LIBRARY_PROMPTS", "LLMRun", "TranscriptStore", "request_key",
+    "Thresholds", "entropy", "PromptSet", "LIBRARY_PROMPTS", "LLMRun", "TranscriptStore", "request_key", "VerbatimGuard",
 ]

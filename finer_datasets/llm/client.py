@@ -22,18 +22,27 @@ import json
 import logging
 import os
 import re
+import sys
 import time
+import weakref
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
 
 import httpx
 import jsonschema_rs
 
+try:  # httpcore asks sniffio which async library runs, at every lock; without sniffio that is a failed
+    import sniffio  # noqa: F401  # import walking sys.path each time (~0.1 ms of CPU per request):
+except ImportError:  # remember the absence once, as the import system does for a None entry
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+
 from finer_datasets.errors import LLMError, TranscriptMissError
 from finer_datasets.llm.transcript import TranscriptStore, request_key
 
-__all__ = ["LLMConfig", "ChatClient", "json_parser", "Parsed", "LLMAnswerError"]
+__all__ = ["ChatClient", "LLMAnswerError", "LLMConfig", "Parsed", "close_loop_sessions", "json_parser"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +74,20 @@ class LLMAnswerError(LLMError):
     """One request got no usable answer (re-asks exhausted, or the server refused this prompt)."""
 
 
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+
+
+@lru_cache(maxsize=256)
+def _compiled_schema(canonical: str) -> Any:
+    return jsonschema_rs.validator_for(json.loads(canonical))
 
 
 def json_parser(schema: dict[str, Any], check: Callable[[Any], str | None] | None = None) -> Callable[[dict], Parsed]:
-    """Parse ``choices[0].message.content`` as JSON matching ``schema`` (and ``check``, if given)."""
-    compiled = jsonschema_rs.validator_for(schema)
+    """Parse ``choices[0].message.content`` as JSON matching ``schema`` (and ``check``, if given).
+
+    Stages make a parser per request; the compiled schema is shared (cached by its canonical JSON).
+    """
+    compiled = _compiled_schema(json.dumps(schema, sort_keys=True))
 
     def parse(response: dict) -> Parsed:
         try:
@@ -103,8 +120,44 @@ def _essentials(response: dict) -> dict:
     return {"choices": [kept]}
 
 
+@lru_cache(maxsize=1)
+def _tls() -> Any:
+    """One TLS context for every HTTP client of the process (building one costs ~25 ms of CPU;
+    httpx would build it again for each client). Honours SSL_CERT_FILE / SSL_CERT_DIR as httpx does."""
+    return httpx.create_ssl_context()
+
+
+@dataclass
+class _Session:
+    """What one event loop's requests of one client share: a pooled HTTP client (connections
+    sized to the concurrency), the concurrency bound and the per-key locks of :meth:`ChatClient.ask`."""
+
+    http: httpx.AsyncClient
+    semaphore: asyncio.Semaphore
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+
+#: event loop -> the HTTP clients opened in it (closed by close_loop_sessions at the end of ChatClient.run)
+_OPEN: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[httpx.AsyncClient]] = weakref.WeakKeyDictionary()
+
+
+async def close_loop_sessions() -> None:
+    """Close the HTTP connections every :class:`ChatClient` opened in the running event loop.
+
+    :meth:`ChatClient.run` calls it when its coroutine ends; a caller running ``ask`` in its own
+    loop (``asyncio.run``) may call it before that loop ends, or leave the sockets to the loop's end.
+    """
+    for http in _OPEN.pop(asyncio.get_running_loop(), []):
+        await http.aclose()
+
+
 class ChatClient:
-    """Chat completions through a transcript; ``transport`` is injectable (tests, proxies)."""
+    """Chat completions through a transcript; ``transport`` is injectable (tests, proxies).
+
+    Cheap per request: one pooled ``httpx.AsyncClient`` per event loop (not one per request,
+    whose TLS set-up alone cost ~25 ms of CPU) sharing one TLS context, one compiled schema per
+    parser shape, and each answer parsed once for the asker that fetched it.
+    """
 
     backend = "openai-chat"
 
@@ -112,10 +165,9 @@ class ChatClient:
         self.config = config
         self.store = store
         self._transport = transport
-        self._semaphore: asyncio.Semaphore | None = None
+        self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Session] = weakref.WeakKeyDictionary()
         self.used: dict[str, dict[str, int]] = {}  # key -> recorded usage, for the manifest
         self._responses: dict[str, dict] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
         self.lookups = 0  # requests made by the build logic (deterministic)
         self.live: Counter[str] = Counter()  # what happened on the wire this run (logged only)
         self._failures = 0  # consecutive requests that exhausted their retries
@@ -128,10 +180,30 @@ class ChatClient:
         return self.config.model
 
     def run(self, coroutine: Any) -> Any:
-        """Run ``coroutine`` to completion in a fresh event loop (asyncio primitives are per loop)."""
-        self._semaphore = None
-        self._locks = {}
-        return asyncio.run(coroutine)
+        """Run ``coroutine`` to completion in a fresh event loop, then close the connections that
+        any client opened in it (asyncio primitives and connections are per loop)."""
+
+        async def closing() -> Any:
+            try:
+                return await coroutine
+            finally:
+                await close_loop_sessions()
+
+        return asyncio.run(closing())
+
+    def _session(self) -> _Session:
+        """This client's session in the running event loop (made on first use in that loop)."""
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.http.is_closed:  # (closed by close_loop_sessions, the loop goes on)
+            n = self.config.concurrency
+            http = httpx.AsyncClient(transport=self._transport, timeout=self.config.timeout, verify=_tls(),
+                                     limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))
+            _OPEN.setdefault(loop, []).append(http)
+            if session is None:
+                session = self._sessions[loop] = _Session(http, asyncio.Semaphore(n))
+            session.http = http
+        return session
 
     def preflight(self) -> None:
         """Check the endpoint before any work: reachable, authorised, serving the model.
@@ -145,7 +217,8 @@ class ChatClient:
             return  # an async-only test transport: nothing to check synchronously
         for attempt in range(3):
             try:
-                with httpx.Client(transport=self._sync_transport(), timeout=min(self.config.timeout, 10.0)) as http:
+                with httpx.Client(transport=self._sync_transport(), timeout=min(self.config.timeout, 10.0),
+                                  verify=_tls()) as http:
                     r = http.get(url, headers=self._headers())
                 break
             except (httpx.TimeoutException, httpx.TransportError) as exc:
@@ -190,51 +263,57 @@ class ChatClient:
         params = self.params(**extra_params)
         key = request_key(self.backend, self.config.model, messages, params)
         self.lookups += 1
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        session = self._session()
+        lock = session.locks.get(key)
+        if lock is None:
+            lock = session.locks[key] = asyncio.Lock()
         async with lock:
             if key not in self._responses:
-                self._responses[key] = await self._answer(key, messages, wire or messages, params, parse, purpose)
+                self._responses[key], value = await self._answer(session, key, messages, wire or messages, params,
+                                                                 parse, purpose)
+                return value
         value, _ = parse(self._responses[key])
         return value
 
-    async def _answer(self, key: str, messages: list, wire: list, params: dict, parse: Callable[[dict], Parsed],
-                      purpose: str) -> dict:
+    async def _answer(self, session: _Session, key: str, messages: list, wire: list, params: dict,
+                      parse: Callable[[dict], Parsed], purpose: str) -> tuple[dict, Any]:
+        """(response to keep, its parsed value): from the transcript, else asked and stored."""
         entry = self.store.get(key)
-        if entry is not None and parse(entry["response"])[1] is None:
-            self.used[key] = entry["usage"]
-            self.live["from_transcript"] += 1
-            return entry["response"]
+        if entry is not None:
+            value, problem = parse(entry["response"])
+            if problem is None:
+                self.used[key] = entry["usage"]
+                self.live["from_transcript"] += 1
+                return entry["response"], value
         if self.store.replay:
             raise TranscriptMissError(f"--replay: no answer in {self.store.path} for {purpose or 'a request'} (key {key[:16]})")
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.config.concurrency)
-        async with self._semaphore:
-            response, usage = await self._converse(wire, params, parse, purpose)
+        async with session.semaphore:
+            response, usage, value = await self._converse(session.http, wire, params, parse, purpose)
         self.store.put(key, {"model": self.config.model, "messages": messages, "params": params}, response, usage)
         self.used[key] = usage
         self.live["answered"] += 1
-        return response
+        return response, value
 
-    async def _converse(self, messages: list[dict], params: dict, parse: Callable[[dict], Parsed], purpose: str) -> tuple[dict, dict]:
+    async def _converse(self, http: httpx.AsyncClient, messages: list[dict], params: dict,
+                        parse: Callable[[dict], Parsed], purpose: str) -> tuple[dict, dict, Any]:
         conversation = list(messages)
         usage: Counter[str] = Counter()
-        async with httpx.AsyncClient(transport=self._transport, timeout=self.config.timeout) as http:
-            for attempt in range(self.config.max_reasks + 1):
-                response = await self._post(http, conversation, params)
-                for name in ("prompt_tokens", "completion_tokens"):
-                    usage[name] += int((response.get("usage") or {}).get(name) or 0)
-                value, problem = parse(response)
-                if problem is None:
-                    usage["reasks"] = attempt
-                    return _essentials(response), dict(usage)
-                self.live["reasks"] += 1
-                logger.info("re-asking (%s): %s", purpose, problem)
-                content = ((response.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
-                conversation = conversation + [
-                    {"role": "assistant", "content": content},
-                    {"role": "user", "content": f"Your answer could not be used: {problem}. "
-                                                "Reply again with only the JSON object asked for, and nothing else."},
-                ]
+        for attempt in range(self.config.max_reasks + 1):
+            response = await self._post(http, conversation, params)
+            for name in ("prompt_tokens", "completion_tokens"):
+                usage[name] += int((response.get("usage") or {}).get(name) or 0)
+            value, problem = parse(response)
+            if problem is None:
+                usage["reasks"] = attempt
+                return _essentials(response), dict(usage), value
+            self.live["reasks"] += 1
+            logger.info("re-asking (%s): %s", purpose, problem)
+            content = ((response.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
+            conversation = conversation + [
+                {"role": "assistant", "content": content},
+                {"role": "user", "content": f"Your answer could not be used: {problem}. "
+                                            "Reply again with only the JSON object asked for, and nothing else."},
+            ]
         raise LLMAnswerError(f"{purpose or 'request'}: no usable answer after {self.config.max_reasks} re-ask(s): {problem}")
 
     def _check_breaker(self) -> None:

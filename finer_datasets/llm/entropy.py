@@ -89,7 +89,7 @@ def _sha_of(version: tuple[str, int, int]) -> str:
     return hashlib.sha256(Path(version[0]).read_bytes()).hexdigest()
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=32)  # concurrent requests span several images; a DOCCI image is a few MB
 def _data_url_of(version: tuple[str, int, int]) -> str:
     mime = "image/png" if version[0].lower().endswith(".png") else "image/jpeg"
     return f"data:{mime};base64,{base64.b64encode(Path(version[0]).read_bytes()).decode()}"

@@ -21,8 +21,9 @@ from typing import Callable, Mapping, Protocol, runtime_checkable
 
 from finer_datasets.constants import NEGATIVES_PER_ELEMENT
 from finer_datasets.core.text import article, words
+from finer_datasets.core.source import parse_json
 from finer_datasets.core.validation import validate
-from finer_datasets.errors import NegativesError, RecordValidationError
+from finer_datasets.errors import NegativesError, RecordValidationError, SourceError
 from finer_datasets.scene_graph.graph import SceneGraph
 from finer_datasets.scene_graph.lexicon import Lexicon, default_lexicon, strip_copula
 
@@ -261,9 +262,9 @@ class PrecomputedNegatives:
             raise NegativesError(f"cannot read negatives file: {exc.strerror}", path=self.path) from exc
         self._sha = hashlib.sha256(raw).hexdigest()
         try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise NegativesError(f"not valid JSON: {exc}", path=self.path) from exc
+            data = parse_json(raw, self.path)
+        except SourceError as exc:
+            raise NegativesError(exc.reason, path=self.path, line=exc.line, field=exc.field) from exc
         try:
             validate(SCHEMA, data)
         except RecordValidationError as exc:

@@ -38,7 +38,7 @@ class Run:
 
     def clean_failure(self, code: int, *culprits: str) -> "Run":
         assert self.code == code, (self.code, self.err)
-        assert "Traceback" not in self.err and "Traceback" not in self.out
+        assert "Traceback" not in self.err and "Traceback" not in self.out, self.err[-3000:]
         errors = [line for line in self.err.splitlines() if line.startswith("error: ")]
         assert len(errors) == 1, self.err
         for culprit in culprits:

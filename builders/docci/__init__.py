@@ -1,0 +1,1 @@
+"""FINER-DOCCI builder: scene graphs extracted by an LLM from DOCCI's long captions."""
