@@ -190,4 +190,5 @@ EXIT_CODES = {
     6: "output refused or unwritable: --out is, contains or sits inside a source, is not a previous build, is read-only or full",
     7: "the build produced no usable result: no records, or more skips than --max-skip-rate",
     130: "interrupted (Ctrl-C); temporary output removed",
+    141: "standard output closed by its reader (e.g. `| head`) after the work was done",
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from finer_datasets.llm.client import json_parser
-from finer_datasets.llm.stages import ask_or_none, gather
+from finer_datasets.llm.stages import Stage, ask_or_none, gather
 
 __all__ = ["LLMAttributeRewriter"]
 
@@ -17,20 +17,15 @@ _PHRASES_SCHEMA = {"type": "object", "required": ["phrases"],
                    "properties": {"phrases": {"type": "array", "items": {"type": "string", "pattern": "^with "}}}}
 
 
-class LLMAttributeRewriter:
+class LLMAttributeRewriter(Stage):
     """Attribute sentences -> ``with ...`` phrases by an LLM (section B.1)."""
 
     label = "attribute rewriting"
     tasks = ("rewrite_attribute",)
 
     def __init__(self, client: Any, prompts: Any):
-        self.client = client
-        self.prompts = prompts
+        super().__init__(client, prompts)
         self._phrases: dict[tuple[str, str], list[str] | None] = {}
-
-    @classmethod
-    def from_run(cls, run: Any) -> LLMAttributeRewriter:
-        return cls(run.client, run.prompts)
 
     def prepare(self, items: Sequence[tuple[str, str]]) -> None:
         """``items``: ``(sentence, object name)`` pairs to rewrite."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from finer_datasets.llm.client import LLMAnswerError, json_parser
-from finer_datasets.llm.stages import gather
+from finer_datasets.llm.stages import Stage, gather
 from finer_datasets.llm.verbatim import VerbatimGuard
 
 from .phrases import ATTRIBUTE_KINDS
@@ -82,19 +82,11 @@ class RelationAnswer:
     phrase: str = ""
 
 
-class ObjectExtractor:
+class ObjectExtractor(Stage):
     """Stage 1: objects and their attributes, copied verbatim from the caption."""
 
     label = "object and attribute extraction"
     tasks = ("extract_objects",)
-
-    def __init__(self, client: Any, prompts: Any):
-        self.client = client
-        self.prompts = prompts
-
-    @classmethod
-    def from_run(cls, run: Any) -> ObjectExtractor:
-        return cls(run.client, run.prompts)
 
     def prepare(self, captions: Sequence[Any]) -> list[Extraction | None]:
         """One :class:`Extraction` per caption (``None``: no usable answer), in order."""
@@ -132,19 +124,11 @@ def guard_objects(objects: list[dict[str, Any]], guard: VerbatimGuard) -> Extrac
     return Extraction(tuple(kept), tuple(dropped), over)
 
 
-class RelationExtractor:
+class RelationExtractor(Stage):
     """Stage 2: for a candidate object pair, the caption's exact relation phrase, or nothing."""
 
     label = "relation extraction"
     tasks = ("extract_relation",)
-
-    def __init__(self, client: Any, prompts: Any):
-        self.client = client
-        self.prompts = prompts
-
-    @classmethod
-    def from_run(cls, run: Any) -> RelationExtractor:
-        return cls(run.client, run.prompts)
 
     def prepare(self, jobs: Sequence[tuple[Any, Sequence[str], int, int]]) -> list[RelationAnswer]:
         """``jobs``: ``(caption, object names, i, j)``; one :class:`RelationAnswer` per job, in order."""

@@ -29,16 +29,23 @@ from finer_datasets.errors import UsageError
 from finer_datasets.preference.construct import (
     QUERIES,
     TYPES,
+    assign_splits,
     candidate_tuples,
     part_index,
     preselect,
-    assign_splits,
     subsample,
 )
 
 from . import options as opts
 from .images import DEAD, EXCLUDED, fetch_outcomes, import_outcomes
-from .source import CAPTION_WORDS, LEAKAGE_PATTERNS, Row, parquet_files, prompt_caption, read_rows
+from .source import (
+    CAPTION_WORDS,
+    LEAKAGE_PATTERNS,
+    Row,
+    parquet_files,
+    prompt_caption,
+    read_rows,
+)
 from .stage import TuningPhrases
 
 __all__ = ["Tuning", "SAMPLE_URL_PREFIX"]

@@ -22,8 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from finer_datasets.llm.client import LLMAnswerError
-from finer_datasets.llm.stages import gather, norm
-from finer_datasets.preference.construct import Phrase, PhrasePlan, SceneObject, WhPair, plan_phrases
+from finer_datasets.llm.stages import Stage, gather, norm
+from finer_datasets.preference.construct import (
+    Phrase,
+    PhrasePlan,
+    SceneObject,
+    WhPair,
+    plan_phrases,
+)
 
 from .source import Row, prompt_caption
 
@@ -142,21 +148,17 @@ class ImageAnswers:
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
-class TuningPhrases:
+class TuningPhrases(Stage):
     """The stage (``llm_stages = {"phrases": TuningPhrases}``)."""
 
     label = "phrase extraction, negatives and Wh questions"
     tasks = TASKS
 
     def __init__(self, client: Any, prompts: Any):
-        self.client, self.prompts = client, prompts
+        super().__init__(client, prompts)
         self.reasks: Counter[str] = Counter()
         self.unusable: Counter[str] = Counter()
         self.images = 0
-
-    @classmethod
-    def from_run(cls, run: Any) -> TuningPhrases:
-        return cls(run.client, run.prompts)
 
     async def _ask(self, task: str, values: dict[str, Any], check: Callable[[Any], Checked], purpose: str) -> Checked:
         messages = self.prompts.render(task, **values)

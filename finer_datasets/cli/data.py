@@ -127,11 +127,11 @@ def _prompt_of(args: argparse.Namespace, source: dict | None) -> dict | str | No
 
 def _score(args: argparse.Namespace) -> int:
     from finer_datasets.constants import canonical_settings
+    from finer_datasets.core.reader import iter_records
     from finer_datasets.eval.report import write_report
     from finer_datasets.eval.runinfo import RUN_FILE, read_run, run_record, write_run
     from finer_datasets.eval.scoring import pair_records, score
     from finer_datasets.hub.resolve import resolve_dataset
-    from finer_datasets.core.reader import iter_records
 
     name = args.dataset or args.dataset_option
     if not name:
@@ -176,9 +176,9 @@ def _export_llamafactory(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from finer_datasets.constants import canonical_settings
+    from finer_datasets.core.reader import iter_samples
     from finer_datasets.eval.export import export_official_csv, export_vlmevalkit
     from finer_datasets.hub.resolve import resolve_dataset
-    from finer_datasets.core.reader import iter_samples
 
     if args.format.startswith("llamafactory"):
         return _export_llamafactory(args)

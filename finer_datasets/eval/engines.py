@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import copy
 import inspect
-from pathlib import Path
 from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 from tqdm.auto import tqdm
 
 from finer_datasets.llm.client import ChatClient, LLMAnswerError
 
-__all__ = ["gather", "ask_or_none", "norm"]
+__all__ = ["Stage", "gather", "ask_or_none", "norm"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,22 @@ async def ask_or_none(client: ChatClient, messages: list, parse: Any, purpose: s
     except LLMAnswerError as exc:
         logger.warning("%s: %s", purpose, exc)
         return None
+
+
+class Stage:
+    """Base of a model stage that needs the run's LLM client and prompt set: subclasses declare
+    ``label`` and ``tasks`` and implement ``prepare``; ``from_run`` builds one from an ``LLMRun``."""
+
+    label: ClassVar[str] = ""
+    tasks: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, client: Any, prompts: Any):
+        self.client = client
+        self.prompts = prompts
+
+    @classmethod
+    def from_run(cls, run: Any) -> Stage:
+        return cls(run.client, run.prompts)
 
 
 def norm(text: str) -> str:

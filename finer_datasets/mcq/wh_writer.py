@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from finer_datasets.llm.client import json_parser
-from finer_datasets.llm.stages import ask_or_none, gather
+from finer_datasets.llm.stages import Stage, ask_or_none, gather
 from finer_datasets.scene_graph.graph import SceneGraph
 
 __all__ = ["WhQuestionWriter"]
@@ -19,20 +19,15 @@ __all__ = ["WhQuestionWriter"]
 _WH_SCHEMA = {"type": "object", "required": ["question"], "properties": {"question": {"type": "string", "minLength": 5}}}
 
 
-class WhQuestionWriter:
+class WhQuestionWriter(Stage):
     """Wh question templates from relation triplets with the answer target masked (section B.4)."""
 
     label = "Wh questions"
     tasks = ("wh_question",)
 
     def __init__(self, client: Any, prompts: Any):
-        self.client = client
-        self.prompts = prompts
+        super().__init__(client, prompts)
         self._templates: dict[str, dict[tuple[str, str], str]] = {}
-
-    @classmethod
-    def from_run(cls, run: Any) -> WhQuestionWriter:
-        return cls(run.client, run.prompts)
 
     def prepare(self, images: Sequence[Any]) -> None:
         jobs = []

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Callable, Mapping, Protocol, runtime_checkable
 
 from finer_datasets.constants import NEGATIVES_PER_ELEMENT
-from finer_datasets.core.text import article, words
 from finer_datasets.core.source import parse_json
+from finer_datasets.core.text import article, words
 from finer_datasets.core.validation import validate
 from finer_datasets.errors import NegativesError, RecordValidationError, SourceError
 from finer_datasets.scene_graph.graph import SceneGraph

@@ -225,3 +225,11 @@ def test_a_read_only_output_location_is_a_clean_error(tmp_path):
     run = _in_tmpfs(tmp_path, "1m", script)
     assert "EXIT=6" in run.stdout, run.stdout + run.stderr
     assert "Read-only file system" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_reader_that_closes_stdout_early_gets_no_traceback():
+    code = ("import sys; from finer_datasets.cli import guarded\n"
+            "def work():\n    raise BrokenPipeError(32, 'Broken pipe')  # what print() raises after `| head -1` closed\n"
+            "sys.exit(guarded(work))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 141 and done.stderr == ""

@@ -296,6 +296,19 @@ def describe(cat: str, attrs: dict[str, str], rng: random.Random) -> tuple[str, 
     return short, " ".join(facts[:rng.choice((0, 1, 2, 2))])
 
 
+
+def pick_attributes(cat: str, rng: random.Random) -> dict[str, str]:
+    """The drawn attributes of one object of category ``cat`` (colour, pattern, shape, parts)."""
+    spec = SPECS[cat]
+    attrs = {"colour": rng.choice(spec.colours)}
+    if spec.patternable:
+        attrs["pattern"] = rng.choice(("plain", "plain", "striped", "dotted"))
+    if spec.shape:
+        attrs["shape"] = spec.shape
+    for part, choices in spec.parts:
+        attrs[part] = rng.choice([c for c in choices if c != attrs["colour"]]) if choices else attrs["colour"]
+    return attrs
+
 def render(scene: Scene, W: int, H: int, rng: random.Random, mirror: bool) -> tuple[Image.Image, list[dict]]:
     bg, objects = scene
     img = Image.new("RGBA", (W, H))
@@ -307,14 +320,7 @@ def render(scene: Scene, W: int, H: int, rng: random.Random, mirror: bool) -> tu
     for cat, x0, y0, x1, y1 in objects:
         if mirror:
             x0, x1 = 1 - x1, 1 - x0
-        spec = SPECS[cat]
-        attrs = {"colour": rng.choice(spec.colours)}
-        if spec.patternable:
-            attrs["pattern"] = rng.choice(("plain", "plain", "striped", "dotted"))
-        if spec.shape:
-            attrs["shape"] = spec.shape
-        for part, choices in spec.parts:
-            attrs[part] = rng.choice([c for c in choices if c != attrs["colour"]]) if choices else attrs["colour"]
+        attrs = pick_attributes(cat, rng)
         layer = Image.new("RGBA", (W, H), (0, 0, 0, 0))
         draw_object(layer, cat, (round(x0 * W), round(y0 * H), round(x1 * W), round(y1 * H)), attrs)
         img.alpha_composite(layer)

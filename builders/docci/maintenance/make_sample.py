@@ -36,6 +36,7 @@ from builders.compre_cap.maintenance.make_sample import (
     PLURAL_PARTS,
     SPECS,
     draw_object,
+    pick_attributes,
     relations,
 )
 
@@ -89,14 +90,7 @@ def _render(layout: Layout, W: int, H: int, rng: random.Random) -> tuple[Image.I
     dx = rng.uniform(-0.03, 0.03)
     cats, masks, attrs_all = [], [], []
     for cat, x0, y0, x1, y1 in objects:
-        spec = SPECS[cat]
-        attrs = {"colour": rng.choice(spec.colours)}
-        if spec.patternable:
-            attrs["pattern"] = rng.choice(("plain", "plain", "striped", "dotted"))
-        if spec.shape:
-            attrs["shape"] = spec.shape
-        for part, choices in spec.parts:
-            attrs[part] = rng.choice([c for c in choices if c != attrs["colour"]]) if choices else attrs["colour"]
+        attrs = pick_attributes(cat, rng)
         layer = Image.new("RGBA", (W, H), (0, 0, 0, 0))
         box = (round((x0 + dx) * W), round(y0 * H), round((x1 + dx) * W), round(y1 * H))
         draw_object(layer, cat, box, attrs)

@@ -85,7 +85,6 @@ def draw(objects: list[dict], background: str, size: tuple[int, int]) -> Image.I
 def main(argv: list[str] | None = None) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
-
     from finer_datasets.builders.tuning.scripted import PARTS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

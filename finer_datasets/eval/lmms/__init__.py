@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from finer_datasets.constants import SETTINGS
-from finer_datasets.eval.prompts import DEFAULT_PROMPT, get_prompt
 from finer_datasets.core.views import decode_image, flat_view
+from finer_datasets.eval.prompts import DEFAULT_PROMPT, get_prompt
 from finer_datasets.mcq.records import QUESTION_COLUMNS, pair_rows, question_rows
 
 __all__ = ["questions_view", "doc_to_visual", "doc_to_text", "process_results", "paired_accuracy",
