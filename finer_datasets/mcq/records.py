@@ -13,11 +13,11 @@ them, and every other place (loaders, scoring, exports, lmms-eval tasks) goes th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 from finer_datasets.constants import LETTERS
 
-__all__ = ["SCHEMA", "image_record", "pair_rows", "question_rows", "iter_pairs", "QUESTION_COLUMNS", "OFFICIAL_SUBSETS",
+__all__ = ["SCHEMA", "image_record", "pair_rows", "question_rows", "QUESTION_COLUMNS", "OFFICIAL_SUBSETS",
            "POLARITIES"]
 
 SCHEMA = Path(__file__).parent / "schemas" / "mcq_image.schema.json"
@@ -58,13 +58,6 @@ def pair_rows(record: Mapping[str, Any], settings: Iterable[str] | None = None) 
         wanted = set(settings)
         rows = [r for r in rows if r["setting"] in wanted]
     return rows
-
-
-def iter_pairs(records: Iterable[Mapping[str, Any]], settings: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
-    """:func:`pair_rows` over many records."""
-    chosen = None if settings is None else tuple(settings)
-    for record in records:
-        yield from pair_rows(record, chosen)
 
 
 def question_rows(pair: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from finer_datasets.llm.client import json_parser
 from finer_datasets.llm.entropy import LevelStats, discriminator_question, entropy
 from finer_datasets.llm.stages import ask_or_none, gather, norm
 from finer_datasets.scene_graph.graph import SceneGraph, relation_phrase
-from finer_datasets.scene_graph.negatives import check_negatives
+from finer_datasets.scene_graph.negatives import check_negatives, present_phrases
 
 __all__ = ["LLMNegatives"]
 
@@ -82,14 +82,6 @@ class LLMNegatives:
 
     # -- proposal ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _present(graph: SceneGraph, kind: str) -> list[str]:
-        if kind == "object":
-            return sorted({o.name for o in graph.objects})
-        if kind == "attribute":
-            return sorted({a.text for o in graph.objects for a in o.attributes})
-        return sorted({r.predicate for r in graph.relations})
-
     def _context(self, graph: SceneGraph, kind: str, element_id: str) -> dict[str, str]:
         if kind == "attribute":
             owner = next(o for o in graph.objects if any(a.id == element_id for a in o.attributes))
@@ -100,7 +92,7 @@ class LLMNegatives:
         return {}
 
     async def _propose(self, graph: SceneGraph, kind: str, element_id: str, positive: str) -> tuple[str, ...] | None:
-        present = self._present(graph, kind)
+        present = present_phrases(graph, kind)
         banned = {norm(p) for p in present} | {norm(positive)}
 
         def check(value: dict) -> str | None:
@@ -161,7 +153,7 @@ class LLMNegatives:
 
     async def _replace(self, graph: SceneGraph, kind: str, element_id: str, positive: str, negs: list[str],
                        bad: str, rejected: list[str]) -> str | None:
-        taken = {norm(x) for x in [positive, *negs, *rejected, *self._present(graph, kind)]}
+        taken = {norm(x) for x in [positive, *negs, *rejected, *present_phrases(graph, kind)]}
 
         def check(value: dict) -> str | None:
             if norm(value["negative"]) in taken:
@@ -171,7 +163,7 @@ class LLMNegatives:
             return None
 
         messages = self.prompts.render("negatives.replace", kind=kind, positive=positive, kept=[n for n in negs if n != bad],
-                          rejected=bad, rejected_all=rejected, present=self._present(graph, kind),
+                          rejected=bad, rejected_all=rejected, present=present_phrases(graph, kind),
                           context=json.dumps(self._context(graph, kind, element_id)))
         answer = await ask_or_none(self.client, messages, json_parser(_ONE_SCHEMA, check),
                                     f"{graph.image_id}/{element_id} replacement")

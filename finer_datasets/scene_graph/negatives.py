@@ -34,6 +34,7 @@ __all__ = [
     "PrecomputedNegatives",
     "check_negatives",
     "present_in",
+    "present_phrases",
     "negatives_file_dict",
 ]
 
@@ -56,14 +57,19 @@ class NegativesProvider(Protocol):
         ...
 
 
-def present_in(graph: SceneGraph, kind: str) -> set[str]:
-    """The lower-cased phrases of one kind that the image's scene graph holds (a negative must
-    name none of them: object names, attribute phrases, relation predicates)."""
+def present_phrases(graph: SceneGraph, kind: str) -> list[str]:
+    """The phrases of one kind that the image's scene graph holds, sorted: object names,
+    attribute phrases or relation predicates (a negative must name none of them)."""
     if kind == "object":
-        return {o.name.strip().lower() for o in graph.objects}
+        return sorted({o.name for o in graph.objects})
     if kind == "attribute":
-        return {a.text.strip().lower() for o in graph.objects for a in o.attributes}
-    return {r.predicate.strip().lower() for r in graph.relations}
+        return sorted({a.text for o in graph.objects for a in o.attributes})
+    return sorted({r.predicate for r in graph.relations})
+
+
+def present_in(graph: SceneGraph, kind: str) -> set[str]:
+    """:func:`present_phrases`, lower-cased (as :func:`check_negatives` compares them)."""
+    return {p.strip().lower() for p in present_phrases(graph, kind)}
 
 
 def check_negatives(element_id: str, positive: str, negatives: tuple[str, ...] | list[str],
