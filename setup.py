@@ -2,7 +2,8 @@
 
 Every folder under ``finer_datasets/`` and ``builders/`` is shipped, with all its files: adding a
 dataset folder (``builders/<name>/`` with its prompts, sample and dummy data) needs no edit here.
-``builders/`` is installed as ``finer_datasets.builders``. Maintenance scripts
+``builders/`` is installed as ``finer_datasets.builders``, the published JSON Schemas of ``schemas/``
+as ``finer_datasets.schemas`` and the card templates of ``hub_cards/`` as ``finer_datasets.hub_cards``. Maintenance scripts
 (``builders/<name>/maintenance/``) and caches stay out of the wheel.
 """
 
@@ -11,7 +12,8 @@ from pathlib import Path
 from setuptools import setup
 
 ROOT = Path(__file__).parent
-ROOTS = {"finer_datasets": ROOT / "finer_datasets", "finer_datasets.builders": ROOT / "builders"}
+ROOTS = {"finer_datasets": ROOT / "finer_datasets", "finer_datasets.builders": ROOT / "builders",
+         "finer_datasets.schemas": ROOT / "schemas", "finer_datasets.hub_cards": ROOT / "hub_cards"}
 SKIP = {"__pycache__", "maintenance"}
 
 

@@ -12,7 +12,7 @@ from typing import Iterable
 from finer_datasets.errors import UsageError
 
 __all__ = ["LETTERS", "SETTINGS", "SETTING_ALIASES", "NEGATIVES_PER_ELEMENT", "canonical_setting",
-           "canonical_settings"]
+           "canonical_settings", "KINDS", "record_kind", "require_kind"]
 
 #: option letters of every FINER multiple-choice question, in display order
 LETTERS = "ABCDE"
@@ -56,3 +56,35 @@ def canonical_settings(names: Iterable[str] | str | None, *, option: str = "sett
         names = [names]
     chosen = {canonical_setting(n, option=option) for n in names}
     return tuple(s for s in SETTINGS if s in chosen) or SETTINGS
+
+
+#: what a FINER dataset's records hold -> the name people know it by and the ``load_finer`` views it has.
+#: A benchmark record (FINER-CompreCap, FINER-DOCCI) holds MCQ ``pairs`` (a 1.x record is one pair:
+#: ``pair_id`` + ``positive``); a preference record (FINER-Tuning) holds ``tuples``.
+KINDS = {
+    "benchmark": {"fields": ("pairs", "pair_id"), "what": "a FINER benchmark of MCQ pairs",
+                  "views": ("images", "pairs", "questions")},
+    "preference": {"fields": ("tuples",), "what": "a FINER-Tuning preference dataset (DPO tuples)",
+                   "views": ("images", "trl", "sft")},
+}
+
+
+def record_kind(fields: Iterable[str] | None) -> str | None:
+    """``benchmark`` / ``preference`` from the field names of one record (a record dict, or the keys of
+    the ``json`` feature); ``None`` when neither fits."""
+    names = set(fields or ())
+    return next((kind for kind, spec in KINDS.items() if names & set(spec["fields"])), None)
+
+
+def require_kind(fields: Iterable[str] | None, kind: str, *, subject: str, action: str) -> None:
+    """A :class:`~finer_datasets.errors.UsageError` in one line unless the record fields are of ``kind``:
+    it names what ``subject`` is, the views it has, and what ``action`` needs."""
+    found = record_kind(fields)
+    if found == kind:
+        return
+    wanted = KINDS[kind]
+    if found is None:
+        what = "not a FINER dataset this version knows (its records hold neither MCQ pairs nor preference tuples)"
+    else:
+        what = f"{KINDS[found]['what']} (views: {', '.join(KINDS[found]['views'])})"
+    raise UsageError(f"{subject} is {what}; {action} needs {wanted['what']} (views: {', '.join(wanted['views'])})")

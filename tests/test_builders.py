@@ -18,5 +18,20 @@ def test_builder(name, check, tmp_path):
 def test_every_builder_folder_is_complete():
     for name in builder_names():
         folder = get_builder(name).folder()
-        for required in ("builder.py", "VERSION", "RELEASE_NOTES.md", "card.md", "dummy_data", "sample"):
+        for required in ("builder.py", "VERSION", "RELEASE_NOTES.md", "dummy_data", "sample"):
             assert (folder / required).exists(), f"{name}: {required} is missing"
+
+
+def test_card_templates_and_schemas_live_at_the_top_level_once():
+    """The design card's layout: card templates in hub_cards/, published JSON Schemas in schemas/, one
+    definition each (no copy left beside the code)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for name in builder_names():
+        builder = get_builder(name)
+        assert builder.card_path() == root / "hub_cards" / f"{name}.md", name
+        assert Path(builder.record_schema).parent == root / "schemas", name
+    stray = [p for p in [*root.joinpath("finer_datasets").rglob("*.schema.json"), *root.joinpath("builders").rglob("*.schema.json"),
+                         *root.joinpath("builders").rglob("card.md")]]
+    assert not stray, stray

@@ -74,7 +74,7 @@ def _filter_rows(manifest: dict[str, Any], levels: Sequence[tuple[str, str, int]
 
 
 def docci_card_values(manifest: dict[str, Any], levels: Sequence[tuple[str, str, int]]) -> dict[str, Any]:
-    """``$placeholders`` of ``card.md`` only FINER-DOCCI has."""
+    """``$placeholders`` of ``hub_cards/docci.md`` only FINER-DOCCI has."""
     counts = manifest["counts"]
     docci = manifest["provenance"]["docci"]
     extraction = manifest["provenance"]["extraction"]

@@ -37,7 +37,7 @@ from finer_datasets.core.builder import BuildReport, image_key
 from finer_datasets.core.images import IMAGE_EXTENSIONS, read_image
 from finer_datasets.core.source import iter_jsonl
 from finer_datasets.core.text import clean_text
-from finer_datasets.core.validation import validator
+from finer_datasets.core.validation import schema_path, validator
 from finer_datasets.errors import SourceError
 
 __all__ = [
@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 DESCRIPTIONS = "docci_descriptions.jsonlines"
-SCHEMA = Path(__file__).parent / "schemas" / "docci_line.schema.json"
+SCHEMA = schema_path("docci_line")
 #: DOCCI's splits and their sizes in the release
 SPLITS = {"train": 9_647, "test": 5_000, "qual_dev": 100, "qual_test": 100}
 #: splits a benchmark may be built from (never train: FINER-Tuning must stay free of DOCCI train leakage)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from finer_datasets.core.builder import BuildContext, DatasetBuilder, Sample
+from finer_datasets.core.validation import schema_path
 from finer_datasets.errors import UsageError
 from finer_datasets.preference.construct import (
     QUERIES,
@@ -56,12 +57,6 @@ logger = logging.getLogger(__name__)
 SAMPLE_URL_PREFIX = "https://pixmo-sample.test/"
 
 
-def _schema() -> Path:
-    from finer_datasets import preference
-
-    return Path(preference.__file__).parent / "schemas" / "tuning_image.schema.json"
-
-
 class Tuning(DatasetBuilder):
     """Builder of FINER-Tuning."""
 
@@ -71,7 +66,7 @@ class Tuning(DatasetBuilder):
     license_text = ("The captions come from Pixmo-cap (Allen Institute for AI, ODC-BY 1.0); the questions and answers "
                     "are derived from them and released under the same terms. The images are third-party web images "
                     "listed by Pixmo-cap; they remain under the terms of their owners and are included for research use.")
-    record_schema = _schema()
+    record_schema = schema_path("tuning_image")
     splits = ("train", "validation")
     task_categories = ("visual-question-answering",)
     tags = ("hallucination", "multimodal", "dpo", "preference", "negative-queries", "webdataset")

@@ -1,4 +1,4 @@
-"""The values of FINER-Tuning's card (``card.md``) beyond the core's, from the manifest."""
+"""The values of FINER-Tuning's card (``hub_cards/tuning.md``) beyond the core's, from the manifest."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ the card from the schema, verification.
     reader.py     reading samples back from the shards of a dataset folder
     validation.py JSON Schema loading/validation and the Hugging Face features derived from schemas
     manifest.py   manifest.json (self-digest, confined paths) and verify()
-    card.py       the dataset card: YAML metadata from the record schema + the builder's card.md
+    card.py       the dataset card: YAML metadata from the record schema + the card template
+                  (hub_cards/<name>.md)
     text.py       unicode clean-up and small text helpers
 """

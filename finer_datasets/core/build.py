@@ -276,4 +276,4 @@ def _card(builder: DatasetBuilder, ctx: BuildContext, manifest: dict[str, Any], 
         "release_notes": builder.release_notes.strip(),
         **builder.card_values(ctx, manifest),
     }
-    return render_card(builder.card_template, metadata, values, name=str(builder.folder() / "card.md"))
+    return render_card(builder.card_template, metadata, values, name=str(builder.card_path()))

@@ -1,9 +1,11 @@
 """What a dataset builder declares; everything else is the core's job (:mod:`finer_datasets.core.build`).
 
 A builder is one folder ``builders/<name>/`` holding ``builder.py`` (a :class:`DatasetBuilder`
-subclass), ``VERSION``, ``RELEASE_NOTES.md``, ``card.md`` (the card template), ``prompts/``
-(versioned prompt templates, if it uses model stages), ``dummy_data/`` (a tiny source in the real
-layout, for the registry tests) and ``sample/`` (the bundled sample). The class declares its
+subclass), ``VERSION``, ``RELEASE_NOTES.md``, ``prompts/`` (versioned prompt templates, if it uses
+model stages), ``dummy_data/`` (a tiny source in the real layout, for the registry tests) and
+``sample/`` (the bundled sample); its card template is ``hub_cards/<name>.md`` and its record
+schema one of the repository's ``schemas/`` (a builder registered from another folder may keep
+both beside its ``builder.py``). The class declares its
 name, licence, record schema, splits and model stages, and implements three hooks:
 
 * :meth:`DatasetBuilder.read_source` -- parse the source into units (usually one per image);
@@ -191,9 +193,17 @@ class DatasetBuilder(ABC):
         text = "\n".join(section).strip()
         return f"{self.pretty_name} {self.version}\n\n{text}" if text else f"{self.pretty_name} {self.version}"
 
+    def card_path(self) -> Path:
+        """The card template: ``hub_cards/<name>.md`` (the repository's builders), else ``card.md`` in
+        the builder's own folder (a builder registered from elsewhere)."""
+        from finer_datasets.core.validation import shipped_folder
+
+        shipped = shipped_folder("hub_cards") / f"{self.name}.md"
+        return shipped if shipped.is_file() else self.folder() / "card.md"
+
     @property
     def card_template(self) -> str:
-        return (self.folder() / "card.md").read_text("utf-8")
+        return self.card_path().read_text("utf-8")
 
     def prompts_dir(self) -> Path:
         return self.folder() / "prompts"
@@ -248,7 +258,7 @@ class DatasetBuilder(ABC):
         return {}
 
     def card_values(self, ctx: BuildContext, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Values for ``$placeholders`` of ``card.md`` beyond the core's (see core.build)."""
+        """Values for ``$placeholders`` of the card template beyond the core's (see core.build)."""
         return {}
 
     @contextmanager

@@ -1,5 +1,5 @@
 """The dataset card (``README.md``): YAML metadata derived from the record schema + the builder's
-``card.md`` template filled with the build's values.
+card template (``hub_cards/<name>.md``) filled with the build's values.
 
 The YAML declares one config (``default``) whose splits are the builder's splits
 (``data/<split>-*.tar``) and explicit ``dataset_info.features``: one ``Image`` column per image

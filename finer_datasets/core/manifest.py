@@ -19,7 +19,7 @@ import posixpath
 from pathlib import Path
 from typing import Any, Iterable
 
-from finer_datasets.core.validation import validate
+from finer_datasets.core.validation import schema_path, validate
 from finer_datasets.errors import RecordValidationError, VerificationError
 
 __all__ = ["MANIFEST_NAME", "FORMAT", "sha256_file", "fingerprint_files", "file_entry", "write_manifest",
@@ -27,8 +27,8 @@ __all__ = ["MANIFEST_NAME", "FORMAT", "sha256_file", "fingerprint_files", "file_
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "finer-manifest/2"
-SCHEMA = Path(__file__).parent / "schemas" / "manifest.schema.json"
-_SCHEMAS = {"finer-manifest/1": Path(__file__).parent / "schemas" / "manifest-v1.schema.json", FORMAT: SCHEMA}
+SCHEMA = schema_path("manifest")
+_SCHEMAS = {"finer-manifest/1": schema_path("manifest-v1"), FORMAT: SCHEMA}
 _CHUNK = 1 << 20
 # Files a Hub clone may hold besides the build (never listed in the manifest).
 _IGNORED = {".gitattributes", MANIFEST_NAME}

@@ -1,13 +1,14 @@
 """JSON Schemas: loading, compiled validation, and the Hugging Face features derived from them.
 
-Schemas are the contract of every file a build writes; each concern keeps its schema files
-beside its code (``core/schemas/``, ``mcq/schemas/``, a builder's folder) and passes their path.
+Schemas are the contract of every file a build reads or writes; the published ones live in the
+repository's top-level ``schemas/`` (installed as ``finer_datasets.schemas``), and callers pass their path.
 Records are validated with a compiled validator (``jsonschema_rs``) before they are written; the
 dataset card's ``dataset_info.features`` is derived from the same schemas (never inferred from data).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +18,23 @@ import jsonschema_rs
 
 from finer_datasets.errors import RecordValidationError
 
-__all__ = ["schema_name", "load_schema", "validate", "validator", "schema_to_features"]
+__all__ = ["schema_name", "schema_path", "shipped_folder", "load_schema", "validate", "validator", "schema_to_features"]
+
+
+@lru_cache(maxsize=None)
+def shipped_folder(package: str) -> Path:
+    """The folder of a data package shipped beside the code: ``schemas`` (the repository's top-level
+    ``schemas/``) or ``hub_cards``, installed as ``finer_datasets.<package>`` (found by the import
+    system, so a wheel and an editable checkout both work)."""
+    spec = importlib.util.find_spec(f"finer_datasets.{package}")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"finer_datasets.{package} is not installed beside the code")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def schema_path(name: str) -> Path:
+    """``mcq_image`` -> the published ``schemas/mcq_image.schema.json``."""
+    return shipped_folder("schemas") / f"{name}.schema.json"
 
 
 def schema_name(schema: str | Path) -> str:
@@ -31,7 +48,7 @@ def _load(path: str) -> dict[str, Any]:
 
 
 def load_schema(schema: str | Path) -> dict[str, Any]:
-    """The parsed JSON Schema in the file ``schema`` (each concern keeps its schemas beside its code)."""
+    """The parsed JSON Schema in the file ``schema``."""
     return _load(str(schema))
 
 

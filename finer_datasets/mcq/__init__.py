@@ -4,5 +4,6 @@
     construct.py   MCQ, MCQPair, yesno_pair, wh_pair (pure functions of inputs and a random.Random)
     pairs.py       the sampling policy: which pairs an image yields (KLimits)
     records.py     per-image records <-> flat pair / question rows (the one flatten)
-    schemas/       mcq_image (one WebDataset sample per image) and mcq_pair JSON Schemas
+
+The record schema (one WebDataset sample per image) is the repository's ``schemas/mcq_image.schema.json``.
 """

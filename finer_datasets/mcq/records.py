@@ -12,15 +12,15 @@ them, and every other place (loaders, scoring, exports, lmms-eval tasks) goes th
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from finer_datasets.constants import LETTERS
+from finer_datasets.core.validation import schema_path
 
 __all__ = ["SCHEMA", "image_record", "pair_rows", "question_rows", "QUESTION_COLUMNS", "OFFICIAL_SUBSETS",
            "POLARITIES"]
 
-SCHEMA = Path(__file__).parent / "schemas" / "mcq_image.schema.json"
+SCHEMA = schema_path("mcq_image")
 
 #: per-question columns, in order
 QUESTION_COLUMNS = (

@@ -5,7 +5,8 @@
     configs.py      PRESETS: the paper's training set and its ablations (Tables 4 and 5)
     records.py      per-image record -> rows: trl_rows (TRL DPO), sft_rows (SFT ablation)
     llamafactory.py export to LLaMA-Factory's sharegpt ranking/SFT format, and a format check
-    schemas/        tuning_image.schema.json: the record of one image (the shards' json member)
+
+The record of one image (the shards' json member) is ``schemas/tuning_image.schema.json``.
 
 Nothing here imports ``datasets``, ``torch`` or a model library.
 """

@@ -3,5 +3,6 @@
     graph.py       SceneGraph, SGObject, SGAttribute, SGRelation
     negatives.py   the NegativesProvider protocol, LexicalNegatives, PrecomputedNegatives
     lexicon.py     the bundled offline vocabularies (vocab/lexicon.json)
-    schemas/       scene_graph and negatives JSON Schemas
+
+The negatives file format is ``schemas/negatives.schema.json``.
 """

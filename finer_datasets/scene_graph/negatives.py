@@ -22,7 +22,7 @@ from typing import Callable, Mapping, Protocol, runtime_checkable
 from finer_datasets.constants import NEGATIVES_PER_ELEMENT
 from finer_datasets.core.source import parse_json
 from finer_datasets.core.text import article, words
-from finer_datasets.core.validation import validate
+from finer_datasets.core.validation import schema_path, validate
 from finer_datasets.errors import NegativesError, RecordValidationError, SourceError
 from finer_datasets.scene_graph.graph import SceneGraph
 from finer_datasets.scene_graph.lexicon import Lexicon, default_lexicon, strip_copula
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 NegativeMap = dict[str, tuple[str, ...]]
-SCHEMA = Path(__file__).parent / "schemas" / "negatives.schema.json"
+SCHEMA = schema_path("negatives")
 
 
 @runtime_checkable
