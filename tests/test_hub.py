@@ -120,6 +120,44 @@ def test_load_dataset_over_http_matches_local_folders(olah, versions):
     assert got["legacy"] == [r["pair_id"] for r in legacy["json"]] == got["legacy/pairs"] and got["legacy"]
 
 
+REVISIONS = """
+import json, os, sys, datasets
+from finer_datasets import load_finer
+datasets.disable_progress_bars()
+out = {}
+for revision in sys.argv[2:]:
+    if os.environ["HF_HUB_OFFLINE"] == "0":  # offline, datasets serves its newest cache whatever the revision
+        ds = datasets.load_dataset(sys.argv[1], split="test", revision=revision)
+        out[revision] = [[p["pair_id"], p["positive"]["options"]] for r in ds["json"] for p in r["pairs"]]
+    images = load_finer(sys.argv[1], "images", split="test", revision=revision)
+    out[revision + "/finer"] = [[p["pair_id"], p["positive"]["options"]] for r in images["json"] for p in r["pairs"]]
+    out[revision + "/questions"] = list(load_finer(sys.argv[1], "questions", split="test", revision=revision)["options"])
+print(json.dumps(out))
+"""
+
+
+def test_two_revisions_never_share_a_cache_online_or_offline(olah, versions, tmp_path):
+    """Load v2.1.0 then v2.0.0 into one cache, then again with the Hub offline (from the caches only):
+    each revision gives its own rows every time. Offline, `datasets.load_dataset` itself ignores the
+    revision (it serves its newest cache of the repo); `load_finer` resolves the revision through the
+    Hub cache's refs and loads that snapshot."""
+    url, root = olah
+    home = tmp_path / "hf-home"
+    expected = {rev: local(folder) for rev, folder in versions.items()}
+    questions = {rev: list(load_finer(str(folder), "questions", split="test")["options"]) for rev, folder in versions.items()}
+    for offline in ("0", "1"):
+        env = {**hub_env(url, home), "HF_HUB_OFFLINE": offline, "HF_DATASETS_OFFLINE": offline}
+        run = subprocess.run([sys.executable, "-c", REVISIONS, REPO, "v2.1.0", "v2.0.0"], capture_output=True, text=True,
+                             env=env, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        got = json.loads(run.stdout.strip().splitlines()[-1])
+        for rev in versions:
+            if offline == "0":
+                assert got[rev] == expected[rev], (offline, rev)
+            assert got[rev + "/finer"] == expected[rev], (offline, rev)
+            assert got[rev + "/questions"] == questions[rev], (offline, rev)
+
+
 def test_score_a_hub_id_at_a_revision_over_http(olah, versions, tmp_path, sample_build):
     url, root = olah
     predictions = tmp_path / "p.jsonl"

@@ -34,7 +34,7 @@ from finer_datasets.core.builder import (
 )
 from finer_datasets.core.card import card_metadata, render_card
 from finer_datasets.core.images import read_image
-from finer_datasets.core.manifest import file_entry, fingerprint_files, write_manifest
+from finer_datasets.core.manifest import data_digest, file_entry, fingerprint_files, write_manifest
 from finer_datasets.core.output import staged_output
 from finer_datasets.core.shards import ShardWriter, encode_json
 from finer_datasets.core.validation import schema_name, validate
@@ -236,6 +236,7 @@ def _build_into(builder: DatasetBuilder, ctx: BuildContext, root: Path, *, max_s
         "provenance": builder.provenance(ctx),
         "llm": llm_block,
     }
+    manifest["data_digest"] = data_digest(files)
     shard_bytes = {split: sum(s.size for s in shards[split]) for split in builder.splits}
     card = _card(builder, ctx, manifest, tuple(sorted(columns)) or ("jpg",), shard_bytes, command, repo_id)
     (root / CARD).write_text(card, encoding="utf-8")
@@ -254,7 +255,7 @@ def _card(builder: DatasetBuilder, ctx: BuildContext, manifest: dict[str, Any], 
     metadata = card_metadata(pretty_name=builder.pretty_name, license=builder.license,
                              record_schema=builder.record_schema, image_columns=columns, samples=counts["samples"],
                              shard_bytes=shard_bytes, size=size, task_categories=builder.task_categories,
-                             tags=builder.tags)
+                             tags=builder.tags, version=manifest["version"], data_digest=manifest.get("data_digest"))
     skips = ", ".join(f"{reason} {n}" for reason, n in counts["skips"].items()) or "none"
     values = {
         "pretty_name": builder.pretty_name,

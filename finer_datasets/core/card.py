@@ -60,10 +60,17 @@ def card_metadata(
     size: int,
     task_categories: Sequence[str],
     tags: Sequence[str],
+    version: str | None = None,
+    data_digest: str | None = None,
 ) -> dict[str, Any]:
     """The card's YAML block: one ``default`` config with the builder's splits and explicit
     ``dataset_info`` (``num_bytes`` of a split is its shards' size; ``datasets`` checks
-    ``num_examples`` against what it loads)."""
+    ``num_examples`` against what it loads).
+
+    The config's ``description`` names the version and ``data_digest`` (the shards' content, see
+    :func:`finer_datasets.core.manifest.data_digest`). ``datasets`` keys its cache of a folder on
+    the folder's name and a hash of this YAML (not on the files' content), so without it a rebuilt
+    folder with the same features would load the previous build's rows from the cache."""
     features = sample_features(record_schema, tuple(image_columns))._to_yaml_list()
     splits = list(samples)
     return {
@@ -74,7 +81,9 @@ def card_metadata(
         "tags": list(tags),
         "size_categories": [_size_category(size)],
         "configs": [{"config_name": "default", "default": True,
-                     "data_files": [{"split": s, "path": SHARD_GLOB.format(split=s)} for s in splits]}],
+                     "data_files": [{"split": s, "path": SHARD_GLOB.format(split=s)} for s in splits],
+                     **({"description": f"{pretty_name} {version or ''}".rstrip() + f"; data sha256:{data_digest}"}
+                        if data_digest else {})}],
         "dataset_info": [{"config_name": "default", "features": features,
                           "splits": [{"name": s, "num_bytes": shard_bytes.get(s, 0), "num_examples": samples[s]}
                                      for s in splits]}],

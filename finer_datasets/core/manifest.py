@@ -23,7 +23,7 @@ from finer_datasets.core.validation import schema_path, validate
 from finer_datasets.errors import RecordValidationError, VerificationError
 
 __all__ = ["MANIFEST_NAME", "FORMAT", "sha256_file", "fingerprint_files", "file_entry", "write_manifest",
-           "read_manifest", "manifest_digest", "verify", "is_confined", "SCHEMA"]
+           "read_manifest", "manifest_digest", "data_digest", "verify", "is_confined", "SCHEMA"]
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "finer-manifest/2"
@@ -64,6 +64,14 @@ def fingerprint_files(name: str, root: Path, files: Iterable[Path]) -> dict[str,
 def file_entry(root: Path, relative: str, **extra: Any) -> dict[str, Any]:
     sha, size = sha256_file(root / relative)
     return {"path": relative, "sha256": sha, "size": size, **extra}
+
+
+def data_digest(files: Iterable[dict[str, Any]]) -> str:
+    """sha256 over the sorted ``path sha256`` lines of the shards (``data/``) among manifest file
+    entries: the content ``load_dataset`` reads. The card's config carries it, so a folder whose
+    shards changed never loads a stale ``datasets`` cache; the manifest records it too."""
+    lines = sorted(f"{f['path']} {f['sha256']}\n" for f in files if f["path"].startswith("data/"))
+    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
 def _canonical(manifest: dict[str, Any]) -> bytes:

@@ -12,6 +12,11 @@ which is what a Hub repo holds. :func:`load_finer` adds the views researchers us
   format (``images``, ``prompt``, ``chosen``, ``rejected``); ``view="sft"`` -- the chosen answers
   only, as TRL's conversational SFT format (``images``, ``messages``; paper, Table 4).
 
+Every load is of what is there now. A folder's card carries the digest of its shards, so a rebuilt
+folder never loads a stale ``datasets`` cache; a Hub id is first resolved to the snapshot of its
+revision (``huggingface_hub``'s cache, which resolves tags offline too) and that folder is loaded,
+because ``datasets`` offline serves its newest cache of a repo whatever revision is asked.
+
 Flat views never copy image bytes: their table holds text and an ``image_index`` (the row of the
 per-image dataset) and the ``image`` column is decoded on access (``Dataset.set_transform``), so
 a 30-question image is stored once on disk and in memory. Streaming works too (rows are expanded
@@ -26,6 +31,7 @@ from typing import Any, Callable, Iterable
 from finer_datasets.constants import SETTINGS, canonical_settings
 from finer_datasets.core.views import flat_stream, flat_view
 from finer_datasets.errors import UsageError
+from finer_datasets.hub.resolve import hub_snapshot, is_hub_id
 from finer_datasets.mcq.records import QUESTION_COLUMNS, pair_rows, question_rows
 
 __all__ = ["load_finer", "VIEWS"]
@@ -79,6 +85,8 @@ def load_finer(
     if view not in VIEWS:
         raise UsageError(f"unknown view {view!r}; use one of {', '.join(VIEWS)}")
     settings = None if setting is None else canonical_settings(setting)
+    if not streaming and is_hub_id(path):  # one folder per revision: never another revision's cache
+        path, revision = str(hub_snapshot(path, revision, token=kwargs.get("token"))), None
     loaded = datasets.load_dataset(path, split=split, revision=revision, streaming=streaming, **kwargs)
     if isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)) and _legacy(loaded):
         loaded = _legacy_splits(loaded, settings)

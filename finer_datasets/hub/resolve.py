@@ -19,7 +19,7 @@ from typing import Any
 from finer_datasets.core.manifest import MANIFEST_NAME, read_manifest, verify
 from finer_datasets.errors import UsageError, VerificationError
 
-__all__ = ["ResolvedDataset", "resolve_dataset", "HUB_ID"]
+__all__ = ["ResolvedDataset", "resolve_dataset", "hub_snapshot", "is_hub_id", "HUB_ID"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +48,23 @@ def _looks_local(name: str) -> bool:
             or Path(name.split("/")[0]).is_dir())
 
 
-def _download(repo_id: str, revision: str | None) -> Path:
+def is_hub_id(name: str) -> bool:
+    """Whether ``name`` is read from the Hub: ``ORG/NAME`` that is not an existing or path-like local name."""
+    return not Path(name).expanduser().exists() and not _looks_local(name)
+
+
+def hub_snapshot(repo_id: str, revision: str | None, *, token: Any = None) -> Path:
+    """The local snapshot of ``repo_id`` at ``revision`` (downloaded if needed; offline, the Hub cache
+    resolves the revision by its ref, so each revision is its own folder)."""
+    return _download(repo_id, revision, token=token)
+
+
+def _download(repo_id: str, revision: str | None, *, token: Any = None) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
+        return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision,
+                                      **({"token": token} if token is not None else {})))
     except Exception as exc:  # huggingface_hub raises many kinds; all mean "could not get it"
         import os
 
