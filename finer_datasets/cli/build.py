@@ -32,6 +32,9 @@ def add_arguments(b: argparse.ArgumentParser, builder: Any) -> None:
     b.add_argument("--shard-samples", type=positive_int, default=DEFAULT_MAX_SAMPLES, help="max samples per shard")
     b.add_argument("--shard-bytes", type=positive_int, default=DEFAULT_MAX_BYTES, help="max bytes per shard")
     b.add_argument("--repo-id", default=None, help="Hub repo id shown in the card's examples (default finer/<dataset>)")
+    b.add_argument("--version-label", default=None, metavar="LABEL",
+                   help="version your own rebuild as VERSION+LABEL (a PEP 440 local version, e.g. lab.1 gives "
+                        "2.0.0+lab.1): released and tagged under that version, never taken for the official one")
     b.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     if builder is not None:
         builder.add_arguments(b.add_argument_group(f"{builder.pretty_name} options"))
@@ -70,6 +73,8 @@ def canonical_command(args: argparse.Namespace, builder: Any, llm: Any = None) -
     cmd = ["finer", "build", args.dataset]
     cmd += ["--sample"] if args.sample else ["--source", args.source.resolve().name or "SOURCE"]
     cmd += ["--out", "OUT", "--seed", str(args.seed)]
+    if getattr(args, "version_label", None):
+        cmd += ["--version-label", args.version_label]
     for name, value in builder.recorded_options(builder.options_from(args)).items():
         cmd += [f"--{name.replace('_', '-')}", str(value)]
     if args.strict:
@@ -174,7 +179,7 @@ def run(args: argparse.Namespace, builder: Any) -> int:
             max_skip_rate=args.max_skip_rate, max_samples=args.shard_samples, max_bytes=args.shard_bytes,
             command=canonical_command(args, builder, llm), repo_id=args.repo_id,
             progress=False if args.no_progress else None, llm=llm, options={**options, **sample_options},
-            protected=protected,
+            protected=protected, version_label=args.version_label,
         )
     _summary(result)
     return 0

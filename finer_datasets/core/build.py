@@ -31,6 +31,7 @@ from finer_datasets.core.builder import (
     BuildReport,
     DatasetBuilder,
     Sample,
+    labelled_version,
 )
 from finer_datasets.core.card import card_metadata, render_card
 from finer_datasets.core.images import read_image
@@ -79,19 +80,22 @@ def build(
     llm: Any = None,
     options: dict[str, Any] | None = None,
     protected: Sequence[Path] = (),
+    version_label: str | None = None,
 ) -> BuildResult:
     """Build ``builder``'s dataset from ``source`` into the folder ``out`` (a Hub dataset repo).
 
     ``llm`` is a :class:`finer_datasets.llm.LLMRun` when model stages run; ``options`` are the
     builder's own options (see its ``add_arguments``); ``command`` is recorded in the card;
     ``protected`` names more input paths that ``out`` must not contain (transcripts, files named
-    by options). Output safety (lock, staging, atomic replace) is
+    by options); ``version_label`` makes the version ``<VERSION>+<label>`` (a PEP 440 local
+    version: a user's own rebuild, released and tagged under that version). Output safety (lock, staging, atomic replace) is
     :func:`finer_datasets.core.output.staged_output`'s; a build that yields no record, or skips
     more than ``max_skip_rate`` of its elements for defects, fails with :class:`QualityError`
     and replaces nothing.
     """
     if max_samples < 1 or max_bytes < 1:
         raise UsageError("--shard-samples and --shard-bytes must be positive")
+    version = labelled_version(builder.version, version_label)
     if not 0.0 <= max_skip_rate <= 1.0:
         raise UsageError(f"--max-skip-rate must be between 0 and 1, got {max_skip_rate}")
     if builder.requires_llm and llm is None:
@@ -106,7 +110,7 @@ def build(
         ctx = BuildContext(builder=builder, source=source, seed=seed, llm=llm, options=options, progress=progress,
                            report=BuildReport(strict=strict, root=source, policy=builder.policy_skips))
         result = _build_into(builder, ctx, staging, max_skip_rate=max_skip_rate, max_samples=max_samples,
-                             max_bytes=max_bytes, command=command, repo_id=repo_id)
+                             max_bytes=max_bytes, command=command, repo_id=repo_id, version=version)
     result.out = Path(out)
     logger.info("built %s %s into %s", builder.name, result.manifest["version"], out)
     return result
@@ -190,8 +194,16 @@ def _check_quality(ctx: BuildContext, written: int, max_skip_rate: float) -> Non
                            f"more than --max-skip-rate {max_skip_rate}; nothing was written")
 
 
+def _release_notes(builder: DatasetBuilder, version: str) -> str:
+    if version == builder.version:
+        return builder.version_notes
+    label = version.partition("+")[2]
+    return (f"{builder.pretty_name} {version}\n\nA local rebuild of {builder.version} labelled {label!r}, not an official "
+            f"release.\n\n{builder.version_notes}")
+
+
 def _build_into(builder: DatasetBuilder, ctx: BuildContext, root: Path, *, max_skip_rate: float, max_samples: int,
-                max_bytes: int, command: Sequence[str] | None, repo_id: str | None) -> BuildResult:
+                max_bytes: int, command: Sequence[str] | None, repo_id: str | None, version: str) -> BuildResult:
     timings: Counter[str] = Counter()
     t0 = time.perf_counter()
     units = builder.read_source(ctx.source, ctx)
@@ -224,8 +236,8 @@ def _build_into(builder: DatasetBuilder, ctx: BuildContext, root: Path, *, max_s
     manifest = {
         "dataset": builder.name,
         "pretty_name": builder.pretty_name,
-        "version": builder.version,
-        "release_notes": builder.version_notes,
+        "version": version,
+        "release_notes": _release_notes(builder, version),
         "builder": {"name": builder.name, "package_version": __version__, "strict": ctx.report.strict,
                     "max_skip_rate": max_skip_rate, "options": builder.recorded_options(ctx.options)},
         "seed": ctx.seed,
@@ -259,12 +271,12 @@ def _card(builder: DatasetBuilder, ctx: BuildContext, manifest: dict[str, Any], 
     skips = ", ".join(f"{reason} {n}" for reason, n in counts["skips"].items()) or "none"
     values = {
         "pretty_name": builder.pretty_name,
-        "version": builder.version,
+        "version": manifest["version"],
         "builder": builder.name,
         "package_version": __version__,
         "seed": ctx.seed,
         "repo_id": repo_id or f"finer/{builder.name}",
-        "tag": f"v{builder.version}",
+        "tag": f"v{manifest['version']}",
         "images": counts["images"],
         "splits": ", ".join(f"`{s}` ({n} images)" for s, n in counts["samples"].items()),
         "image_column": columns[0],

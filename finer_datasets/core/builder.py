@@ -29,12 +29,28 @@ from typing import Any, ClassVar, Iterator
 
 from finer_datasets.errors import StrictModeError
 
-__all__ = ["BuildReport", "BuildContext", "Sample", "DatasetBuilder", "image_key", "DEFAULT_MAX_SKIP_RATE"]
+__all__ = ["BuildReport", "BuildContext", "Sample", "DatasetBuilder", "image_key", "DEFAULT_MAX_SKIP_RATE",
+           "labelled_version"]
 
 #: default largest share of elements a build may skip for defects (not by policy) before it fails
 DEFAULT_MAX_SKIP_RATE = 0.25
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
 _VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
+#: a PEP 440 local version label: lower-case letters and digits in dot-separated parts (``lab.1``)
+_LABEL = re.compile(r"^[a-z0-9]+(\.[a-z0-9]+)*$")
+
+
+def labelled_version(version: str, label: str | None) -> str:
+    """``2.0.0`` + ``lab.1`` -> ``2.0.0+lab.1`` (a PEP 440 local version: a user's own rebuild of
+    2.0.0, ordered after it and never taken for an official release); no label -> ``version``."""
+    if label is None:
+        return version
+    if not _LABEL.match(label) or len(label) > 64:
+        from finer_datasets.errors import UsageError
+
+        raise UsageError(f"--version-label {label!r}: use lower-case letters and digits in dot-separated parts, "
+                         "e.g. lab.1 (a PEP 440 local version label)")
+    return f"{version}+{label}"
 
 
 def image_key(image_id: str) -> str:

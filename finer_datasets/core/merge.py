@@ -51,8 +51,8 @@ def check_parts(builder: DatasetBuilder, parts: Sequence[Path], source: Path, op
     for path, manifest in zip(parts, manifests):
         if manifest["dataset"] != builder.name:
             raise UsageError(f"{path} is a build of {manifest['dataset']!r}, not {builder.name!r}")
-    _same(parts, manifests, "the version", lambda m: m["version"])
-    if manifests[0]["version"] != builder.version:
+    version = _same(parts, manifests, "the version", lambda m: m["version"])
+    if version.partition("+")[0] != builder.version:
         raise UsageError(f"the parts are version {manifests[0]['version']} of {builder.name}; this builder is "
                          f"{builder.version}: merge with the finer-datasets that built them")
     _same(parts, manifests, "the seed", lambda m: m["seed"])
@@ -136,7 +136,9 @@ def merge(
             logger.info("merging %d parts: %d transcript entries", len(parts), entries)
             llm = replay(scratch / _TRANSCRIPT)
         merged = builder.merge_options(parts, options, scratch)
+        label = first["version"].partition("+")[2] or None  # the parts' --version-label
         return build(builder, source=source, out=out, seed=first["seed"], strict=first["builder"]["strict"],
+                     version_label=label,
                      max_skip_rate=first["builder"]["max_skip_rate"], llm=llm, options=merged,
                      max_samples=max_samples or DEFAULT_MAX_SAMPLES, max_bytes=max_bytes or DEFAULT_MAX_BYTES,
                      protected=[*parts, scratch], **build_kwargs)
