@@ -139,8 +139,9 @@ def test_questions_view_is_consecutive_pos_neg_with_the_official_columns(sample_
 def test_flat_views_do_not_copy_image_bytes(sample_build):
     questions = load_finer(str(sample_build.out), "questions", split="test")
     assert questions.num_rows == 2 * 289
-    assert "image" not in questions.data.column_names  # the table holds text and an image index only
-    assert questions.data.nbytes < 400_000  # 12 JPEGs of ~20 KB would not fit ~48 times
+    assert questions.features["image"] == datasets.Image()  # a declared column holding paths, not bytes
+    assert questions.data.column("image").nbytes < 200 * questions.num_rows  # a path per row, never the bytes
+    assert questions.data.nbytes < 500_000  # 12 JPEGs of ~20 KB would not fit ~48 times
 
 
 def test_small_shards_split_and_still_load(tmp_path, builder, sample_dir, sample_build):

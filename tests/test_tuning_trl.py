@@ -32,6 +32,14 @@ def test_the_trl_view_has_one_row_per_selected_tuple_with_its_image(built):
     assert png and all(ds[i]["images"][0].format == "PNG" for i in png)  # a mixed JPEG/PNG build
 
 
+def test_the_trl_view_lists_one_declared_image_per_tuple(built):
+    import datasets
+
+    trl = load_finer(str(built), "trl", split="train")
+    assert trl.features["images"] == datasets.List(datasets.Image())
+    assert trl.select_columns(["images", "prompt"])[0]["images"][0].size[0] > 0
+
+
 def test_the_streaming_trl_view_carries_jpeg_and_png_images(built):
     stream = load_finer(str(built), "trl", split="train", streaming=True)
     formats = {row["images"][0].format for row in stream}

@@ -17,9 +17,11 @@ folder never loads a stale ``datasets`` cache; a Hub id is first resolved to the
 revision (``huggingface_hub``'s cache, which resolves tags offline too) and that folder is loaded,
 because ``datasets`` offline serves its newest cache of a repo whatever revision is asked.
 
-Flat views never copy image bytes: their table holds text and an ``image_index`` (the row of the
-per-image dataset) and the ``image`` column is decoded on access (``Dataset.set_transform``), so
-a 30-question image is stored once on disk and in memory. Streaming works too (rows are expanded
+Flat views are plain columns: ``image`` (``images`` for TRL's formats) is a declared
+``datasets.Image()`` column whose cells are paths into a content-addressed image store in the
+``datasets`` cache (each image written once, decoded on access), so a 30-question image is stored
+once, the view pickles under ``spawn`` and survives ``select_columns``, ``with_format("torch")``
+and ``save_to_disk``. Streaming works too (rows are expanded
 on the fly). Older releases (builder 1.x, one sample per pair, one split per setting) load
 through the same views.
 """
@@ -52,14 +54,13 @@ def _row_fn(view: str, settings: tuple[str, ...] | None) -> Callable[[Any], Iter
     raise UsageError(f"unknown view {view!r}; use one of {', '.join(VIEWS)}")
 
 
-def _flat(ds: Any, view: str, settings: tuple[str, ...] | None) -> Any:
+def _flat(ds: Any, view: str, settings: tuple[str, ...] | None, cache_dir: Any = None) -> Any:
     listed = view in _LISTED
     return flat_view(ds, _row_fn(view, settings), image_key="images" if listed else "image", as_list=listed,
-                     index_key="images" if listed else "image_index",
-                     empty=QUESTION_COLUMNS if view == "questions" else ())
+                     empty=QUESTION_COLUMNS if view == "questions" else (), cache_dir=cache_dir)
 
 
-def _flat_stream(ds: Any, view: str, settings: tuple[str, ...] | None) -> Any:
+def _flat_stream(ds: Any, view: str, settings: tuple[str, ...] | None, cache_dir: Any = None) -> Any:
     listed = view in _LISTED
     return flat_stream(ds, _row_fn(view, settings), image_key="images" if listed else "image", as_list=listed)
 
@@ -93,9 +94,10 @@ def load_finer(
     if view == "images":
         return loaded
     convert = _flat_stream if streaming else _flat
+    cache_dir = kwargs.get("cache_dir")
     if isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)):
-        return type(loaded)({name: convert(part, view, settings) for name, part in loaded.items()})
-    return convert(loaded, view, settings)
+        return type(loaded)({name: convert(part, view, settings, cache_dir) for name, part in loaded.items()})
+    return convert(loaded, view, settings, cache_dir)
 
 
 def _legacy(loaded: Any) -> bool:
