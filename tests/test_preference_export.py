@@ -43,7 +43,7 @@ def built(tmp_path_factory):
 def test_the_llamafactory_export_matches_the_documented_sharegpt_ranking_format(built, tmp_path):
     out = tmp_path / "lf"
     counts = export_llamafactory(built, out)
-    selected = {t["id"]: t for r in records(built) for t in r["tuples"] if t["selected"]}
+    selected = {t["id"]: t for r in records(built) for t in r["tuples"]}
     assert sum(counts.values()) == len(selected) == 120
     info = json.loads((out / "dataset_info.json").read_text())
     assert info["finer_tuning"] == {"file_name": "finer_tuning_train.jsonl", "formatting": "sharegpt", "ranking": True,

@@ -21,7 +21,7 @@ def built(tmp_path_factory):
 def test_the_trl_view_has_one_row_per_selected_tuple_with_its_image(built):
     ds = load_finer(str(built), "trl", split="train")
     manifest = json.loads((built / "manifest.json").read_text())
-    selected = {t["id"]: r for r in records(built) for t in r["tuples"] if t["selected"]}
+    selected = {t["id"]: r for r in records(built) for t in r["tuples"]}
     assert len(ds) == manifest["counts"]["tuples"]["by_split"]["train"] and set(ds["id"]) <= set(selected)
     row = ds[0]
     assert set(row) == {"images", "prompt", "chosen", "rejected", "subset", "query_type", "id"}

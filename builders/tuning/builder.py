@@ -170,14 +170,16 @@ class Tuning(DatasetBuilder):
         cap = None if o.part is not None else o.selection.max_tuples  # parts defer the global cap to the merge
         chosen = subsample((i for *_, ids in pools.values() for i in ids), cap, seed)
         records: dict[str, dict[str, Any]] = {}
+        ctx.stats["candidates"] = sum(len(tuples) for _, _, tuples, _ in pools.values())
         for key, (row, answer, tuples, _) in pools.items():
-            for t in tuples:
-                t["selected"] = t["id"] in chosen
-            if not any(t["selected"] for t in tuples):
+            # the shards hold exactly the release: the selected tuples (the others are only counted;
+            # another preset rebuilds from the transcript without a model call)
+            kept = [{k: v for k, v in t.items() if k != "selected"} for t in tuples if t["id"] in chosen]
+            if not kept:
                 report.skip("not_selected", path=row.file, record=row.row, field="tuples",
                             detail=f"no tuple of this image is in the selection ({o.preset})")
                 continue
-            records[key] = self._record(row, answer, tuples, ctx)
+            records[key] = self._record(row, answer, kept, ctx)
         splits = assign_splits(records, seed, o.validation_ratio)
         ctx.stats["prepared"] = {key: (splits[key], record) for key, record in records.items()}
 
@@ -204,7 +206,7 @@ class Tuning(DatasetBuilder):
 
     def counts(self, ctx: BuildContext) -> dict[str, Any]:
         prepared = ctx.stats.get("prepared", {})
-        selected = [(split, t) for split, r in prepared.values() for t in r["tuples"] if t["selected"]]
+        selected = [(split, t) for split, r in prepared.values() for t in r["tuples"]]
         outcomes = ctx.stats.get("outcomes", {})
         dead = Counter(o.detail.split(":", 1)[0] for o in outcomes.values() if o.reason == DEAD)
         urls = len(outcomes)
@@ -213,7 +215,7 @@ class Tuning(DatasetBuilder):
         return {
             "records": len(selected),
             "tuples": {
-                "candidates": sum(len(r["tuples"]) for _, r in prepared.values()),
+                "candidates": ctx.stats.get("candidates", 0),
                 "selected": len(selected),
                 "by_type": {k: {q: sum(1 for _, t in selected if t["type"] == k and t["query"] == q) for q in QUERIES}
                             for k in TYPES},

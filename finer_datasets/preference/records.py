@@ -1,8 +1,8 @@
 """Per-image FINER-Tuning records -> training rows (one row per selected tuple).
 
-A record (schema ``schemas/tuning_image.schema.json``) stores every candidate tuple of its image
-with ``selected`` marking those the release keeps. The row functions yield only selected tuples,
-in record order, without the image: :func:`finer_datasets.hub.load.load_finer` attaches it
+A record (schema ``schemas/tuning_image.schema.json``) stores the tuples of its image that the
+release selected (builder 1.x stored every candidate with ``selected`` marking the release's; those
+records still read right). The row functions yield the selected tuples in record order, without the image: :func:`finer_datasets.hub.load.load_finer` attaches it
 (``images`` = ``[PIL image]`` for ``trl``), exporters add a path.
 
 * :func:`trl_rows` -- TRL's conversational vision preference format (the layout of
@@ -20,8 +20,9 @@ __all__ = ["selected_tuples", "trl_rows", "sft_rows", "prompt_messages", "answer
 
 
 def selected_tuples(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The tuples of a record that the release selected, in record order."""
-    return (t for t in record.get("tuples", ()) if t.get("selected"))
+    """The tuples of a record that the release selected, in record order (every tuple of a 2.x
+    record; the ``selected`` ones of a 1.x record, which stored every candidate)."""
+    return (t for t in record.get("tuples", ()) if t.get("selected", True))
 
 
 def prompt_messages(question: str) -> list[dict[str, Any]]:
