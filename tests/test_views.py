@@ -65,3 +65,29 @@ def test_select_columns_torch_format_and_save_to_disk_keep_the_image(questions, 
     again = datasets.load_from_disk(str(tmp_path / "saved"))
     assert again.features == questions.features and again["question_id"] == questions["question_id"]
     assert again[3]["image"].tobytes() == questions[3]["image"].tobytes()
+
+
+@pytest.mark.parametrize("view", ["trl", "sft"])
+def test_a_preference_view_of_a_benchmark_is_one_line_naming_what_it_is(sample_build, view):
+    from finer_datasets.errors import UsageError
+
+    with pytest.raises(UsageError) as info:
+        load_finer(str(sample_build.out), view, split="test")
+    message = str(info.value)
+    assert "\n" not in message and "FINER benchmark of MCQ pairs (views: images, pairs, questions)" in message
+    assert f"view={view!r}" in message
+
+
+@pytest.fixture(scope="module")
+def tuning_build(tmp_path_factory):
+    from test_tuning_build import build_tuning
+
+    return build_tuning(tmp_path_factory.mktemp("tuning") / "sample").out
+
+
+@pytest.mark.parametrize("view", ["pairs", "questions"])
+def test_a_benchmark_view_of_finer_tuning_is_one_line_naming_what_it_is(view, tuning_build):
+    from finer_datasets.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"FINER-Tuning preference dataset \(DPO tuples\) \(views: images, trl, sft\)"):
+        load_finer(str(tuning_build), view)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from finer_datasets.constants import SETTINGS, canonical_settings
+from finer_datasets.constants import SETTINGS, canonical_settings, require_kind
 from finer_datasets.core.views import flat_stream, flat_view
 from finer_datasets.errors import UsageError
 from finer_datasets.hub.resolve import hub_snapshot, is_hub_id
@@ -39,7 +39,17 @@ from finer_datasets.mcq.records import QUESTION_COLUMNS, pair_rows, question_row
 __all__ = ["load_finer", "VIEWS"]
 
 VIEWS = ("images", "pairs", "questions", "trl", "sft")
-_LISTED = ("trl", "sft")  # TRL's formats: ``images`` is a list, and holds the image index until read
+_LISTED = ("trl", "sft")  # TRL's formats: ``images`` is a list of images
+#: the kind of dataset (constants.KINDS) each flat view reads
+_VIEW_KIND = {"pairs": "benchmark", "questions": "benchmark", "trl": "preference", "sft": "preference"}
+
+
+def _check_kind(part: Any, view: str, path: str) -> None:
+    """One line naming what ``path`` is and its views, when ``view`` is not one of them (the record
+    fields come from the declared ``json`` feature; an untyped dataset is not checked)."""
+    record = (part.features or {}).get("json")
+    if isinstance(record, dict):
+        require_kind(record, _VIEW_KIND[view], subject=path, action=f"load_finer(..., view={view!r})")
 
 
 def _row_fn(view: str, settings: tuple[str, ...] | None) -> Callable[[Any], Iterable[dict[str, Any]]]:
@@ -86,6 +96,7 @@ def load_finer(
     if view not in VIEWS:
         raise UsageError(f"unknown view {view!r}; use one of {', '.join(VIEWS)}")
     settings = None if setting is None else canonical_settings(setting)
+    name = path if revision is None else f"{path}@{revision}"
     if not streaming and is_hub_id(path):  # one folder per revision: never another revision's cache
         path, revision = str(hub_snapshot(path, revision, token=kwargs.get("token"))), None
     loaded = datasets.load_dataset(path, split=split, revision=revision, streaming=streaming, **kwargs)
@@ -95,6 +106,8 @@ def load_finer(
         return loaded
     convert = _flat_stream if streaming else _flat
     cache_dir = kwargs.get("cache_dir")
+    for part in loaded.values() if isinstance(loaded, dict) else [loaded]:
+        _check_kind(part, view, name)
     if isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         return type(loaded)({name: convert(part, view, settings, cache_dir) for name, part in loaded.items()})
     return convert(loaded, view, settings, cache_dir)
