@@ -2,6 +2,7 @@
 vlmevalkit` turns VLMEvalKit's result files (prediction file, judged *_result file; .tsv or .xlsx)
 into paired accuracy by id, whatever the row order."""
 
+import base64
 import csv
 import json
 import random
@@ -11,6 +12,7 @@ import pytest
 
 from finer_datasets.cli import main
 from finer_datasets.constants import LETTERS
+from finer_datasets.core.reader import iter_records
 from finer_datasets.eval.answers import parse_answer
 from finer_datasets.eval.vlmevalkit import read_vlmevalkit
 
@@ -61,6 +63,33 @@ def vlmevalkit_judged_file(data, folder, fmt):
     else:
         data.to_csv(path, sep="\t", index=False, encoding="utf-8", quoting=csv.QUOTE_ALL)
     return path
+
+
+def vlmevalkit_loader_images(path):
+    """Every row's image as VLMEvalKit's dataset loader (ImageBaseDataset) reads its TSV: pandas with
+    sep="\\t", index and image cells as text, and an image cell of at most 64 characters taken as
+    the index of the row whose image cell holds the base64."""
+    data = pd.read_csv(path, sep="\t")
+    index = [str(x) for x in data["index"]]
+    cells = dict(zip(index, (str(x) for x in data["image"])))
+    resolved = {}
+    for key, cell in cells.items():
+        if len(cell) <= 64:
+            assert cell in cells and len(cells[cell]) > 64, (key, cell)  # VLMEvalKit asserts this too
+            cell = cells[cell]
+        resolved[key] = cell
+    return data, [base64.b64decode(resolved[key]) for key in index]
+
+
+def test_vlmevalkit_reads_every_rows_image_from_an_export_storing_each_once(exported, sample_build, sample_dir):
+    data, images = vlmevalkit_loader_images(exported)
+    files = {p["pair_id"]: r["image_file"] for r in iter_records(sample_build.out, sample_build.manifest)
+             for p in r["pairs"]}
+    assert len(images) == len(data) == 2 * len(files)
+    for pair_id, got in zip(data["pair_id"], images):
+        assert got == (sample_dir / "images" / files[pair_id]).read_bytes()
+    inlined = [cell for cell in data["image"].astype(str) if len(cell) > 64]
+    assert len(inlined) == len(set(files.values())) == 12  # 12 images, not 578 copies
 
 
 def test_the_export_carries_ids(exported, sample_build):

@@ -3,6 +3,7 @@
     finer build NAME (--source DIR | --sample) --out DIR [options]   build a dataset folder (= a Hub repo)
     finer verify DATASET                                             check a folder against its manifest
     finer release DATASET --to REPO_DIR                              commit + tag v<VERSION> in a git repo
+    finer diff OLD NEW [--json]                                      what changed between two versions
     finer publish DATASET --repo ORG/NAME [--private] [--dry-run]    upload to the Hub and tag
     finer score DATASET --predictions FILE --out DIR [...]           paired accuracy and more
     finer export DATASET --format FORMAT --out FILE [...]            files for other tools (VLMEvalKit, lmms-eval, LLaMA-Factory)
@@ -93,9 +94,21 @@ def parser(builder: object = None) -> argparse.ArgumentParser:
 
     r = sub.add_parser("release", help="commit a dataset folder into a git repo and tag it v<VERSION>",
                        formatter_class=fmt, description="Lay a verified dataset folder into a local git repository "
-                       "(branch main) as one commit tagged v<VERSION>; a released version is never overwritten.")
+                       "(branch main) as one commit tagged v<VERSION> and print what changed since the previous "
+                       "tag. Refused (exit status 4, nothing written): another dataset than the repository's "
+                       "releases, a version not above the last release, a released version with other content; "
+                       "a released version with the same content is a no-op (exit status 0).")
     _dataset_arg(r)
     r.add_argument("--to", type=Path, required=True, help="git repository (created when missing or empty)")
+
+    d = sub.add_parser("diff", help="what changed between two versions of a dataset", formatter_class=fmt,
+                       description="Compare two versions of a dataset: versions and manifest digests, counts per "
+                       "setting (subset), pairs (tuples) added, removed and changed by id, whether question ids "
+                       "are stable, bytes per file group. Exit status 0 whether or not they differ.")
+    for name, which in (("old", "the earlier version"), ("new", "the later version")):
+        d.add_argument(name, metavar=name.upper(), help=f"{which}: a dataset folder, REPO_DIR@REVISION (a release "
+                       "repository at a tag, read with git archive) or ORG/NAME@REVISION (a Hub id)")
+    d.add_argument("--json", action="store_true", help="print the comparison as JSON instead of text")
 
     u = sub.add_parser("publish", help="upload a dataset folder to the Hub and tag it v<VERSION>", formatter_class=fmt,
                        description="Create the Hub repo if needed, upload, check the remote against the manifest, tag.")

@@ -7,19 +7,25 @@ per question, the positive question then the negative one of each pair (``settin
 some settings):
 
 - :func:`export_vlmevalkit` -- a VLMEvalKit custom MCQ TSV (``index, image, question, A-E,
-  answer, category, question_id, pair_id``) with the image inlined as base64;
+  answer, category, question_id, pair_id``) with each image inlined once as base64: the first row
+  of an image carries it, later rows of the same image carry that row's ``index`` (the space-saving
+  reference VLMEvalKit's own MMBench TSVs use; see :func:`resolve_image_references`);
 - :func:`export_official_csv` -- the layout of FINER's release (``image, qtype, question,
   choice1-5, gt_index``) naming the source image file.
 
 Images are exported byte for byte: a ``datasets`` object has its image columns cast to
 ``datasets.Image(decode=False)`` first. A row that only carries a decoded PIL image (no original
 bytes) is re-encoded losslessly as PNG.
+
+:func:`check_export_out` is where ``finer export`` may write: never inside (or over) the dataset,
+and an existing output only with ``overwrite`` and only when an export wrote it.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import io
 import json
 import os
@@ -27,15 +33,22 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from finer_datasets.constants import LETTERS
+from finer_datasets.constants import LETTERS, require_kind
+from finer_datasets.errors import OutputError, SourceError
 from finer_datasets.mcq.records import POLARITIES, pair_rows
 
-__all__ = ["export_vlmevalkit", "export_official_csv", "VLMEVALKIT_COLUMNS", "OFFICIAL_COLUMNS", "image_bytes"]
+__all__ = ["export_vlmevalkit", "export_official_csv", "VLMEVALKIT_COLUMNS", "OFFICIAL_COLUMNS", "image_bytes",
+           "resolve_image_references", "IMAGE_REFERENCE_MAX", "check_export_out", "EXPORT_HEADERS"]
 
 VLMEVALKIT_COLUMNS = ("index", "image", "question", "A", "B", "C", "D", "E", "answer", "category", "question_id",
                       "pair_id")
 OFFICIAL_COLUMNS = ("image", "qtype", "question", "choice1", "choice2", "choice3", "choice4", "choice5", "gt_index")
 IMAGE_COLUMNS = ("jpg", "png", "jpeg", "webp")
+#: VLMEvalKit reads an ``image`` cell of at most this many characters as the ``index`` of the row
+#: that holds the image (its dataset loader, ``ImageBaseDataset``); a base64 image is always longer
+IMAGE_REFERENCE_MAX = 64
+#: the first line of each file export, by which a previous export is recognised
+EXPORT_HEADERS = {"vlmevalkit": ("\t", VLMEVALKIT_COLUMNS), "official-csv": (",", OFFICIAL_COLUMNS)}
 
 
 def _undecoded(rows: Any, *, images: bool) -> Iterator[Any]:
@@ -116,7 +129,7 @@ def _write_rows(path: str | Path, header: tuple[str, ...], rows: Iterable[list[A
     """Write a header and rows atomically (temp file, then rename); return the row count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.finer-tmp")  # beside it: the rename is atomic
     count = 0
     try:
         with tmp.open("w", encoding="utf-8", newline="") as handle:
@@ -135,8 +148,11 @@ def _write_rows(path: str | Path, header: tuple[str, ...], rows: Iterable[list[A
 def _pairs(rows: Any, settings: Iterable[str] | None, *, images: bool) -> Iterator[tuple[Mapping[str, Any], Any]]:
     """``(pair record, row)`` for every pair of every row (optionally of some settings only)."""
     chosen = None if settings is None else tuple(settings)
-    for row in _undecoded(rows, images=images):
-        for pair in pair_rows(_record(row), chosen):
+    for number, row in enumerate(_undecoded(rows, images=images)):
+        record = _record(row)
+        if number == 0:
+            require_kind(record, "benchmark", subject="this data", action="a VLMEvalKit or FINER CSV export")
+        for pair in pair_rows(record, chosen):
             yield pair, row
 
 
@@ -144,7 +160,10 @@ def export_vlmevalkit(rows: Any, path: str | Path, *, settings: Iterable[str] | 
     """Write a VLMEvalKit custom MCQ TSV; return the number of questions written.
 
     Columns ``index, image, question, A, B, C, D, E, answer, category, question_id, pair_id``:
-    ``index`` counts from 0, ``image`` is the base64 of the original image bytes, ``category`` is
+    ``index`` counts from 0; ``image`` is the base64 of the original image bytes on the first row
+    of each image and, on every later row of the same image (same bytes), the ``index`` of that
+    first row -- VLMEvalKit's loader takes an ``image`` cell of at most 64 characters as the index
+    of the row holding the image, so each image is stored once. ``category`` is
     ``{setting}_pos`` / ``{setting}_neg``; ``question_id`` and ``pair_id`` are the dataset's ids,
     which VLMEvalKit carries into its result files, so that ``finer score --from vlmevalkit``
     pairs the answers by id, never by row order. Text fields are flattened to one line (tabs and
@@ -152,18 +171,46 @@ def export_vlmevalkit(rows: Any, path: str | Path, *, settings: Iterable[str] | 
     """
 
     def lines() -> Iterator[list[Any]]:
-        index, encoded = 0, (None, "")
+        index, current, first = 0, (None, ""), {}
         for record, row in _pairs(rows, settings, images=True):
-            if encoded[0] is not row:  # the questions of one image share its base64
-                encoded = (row, base64.b64encode(_row_image(row, record)).decode("ascii"))
-            image = encoded[1]
+            if current[0] is not row:  # the questions of one image share it
+                data = _row_image(row, record)
+                current = (row, hashlib.sha256(data).hexdigest(), data)
+            digest = current[1]
             for short, question in _questions(record):
+                if digest in first:
+                    image = str(first[digest])
+                else:
+                    first[digest], image = index, base64.b64encode(current[2]).decode("ascii")
+                    if len(image) <= IMAGE_REFERENCE_MAX:
+                        raise SourceError(f"the image is only {len(current[2])} bytes: VLMEvalKit would read its "
+                                          "base64 as a row index", record=record["pair_id"], field="image")
                 yield [index, image, _clean(question["question"]), *(_clean(o) for o in question["options"]),
                        question["answer"], f"{record['setting']}_{short}", question["question_id"],
                        record["pair_id"]]
                 index += 1
 
     return _write_rows(path, VLMEVALKIT_COLUMNS, lines(), "\t")
+
+
+def resolve_image_references(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The base64 image of every row of a VLMEvalKit TSV, references followed: a cell of at most
+    :data:`IMAGE_REFERENCE_MAX` characters names (as text) the ``index`` of the row that holds the
+    image -- the rule of VLMEvalKit's dataset loader. A reference to a missing row or to another
+    reference is a :class:`SourceError`."""
+    rows = list(rows)
+    by_index = {str(row["index"]): str(row["image"]) for row in rows}
+    images = []
+    for row in rows:
+        cell = str(row["image"])
+        if len(cell) <= IMAGE_REFERENCE_MAX:
+            target = by_index.get(cell)
+            if target is None or len(target) <= IMAGE_REFERENCE_MAX:
+                raise SourceError(f"image cell {cell!r} names no row holding an image", record=row["index"],
+                                  field="image")
+            cell = target
+        images.append(cell)
+    return images
 
 
 def export_official_csv(rows: Any, path: str | Path, *, settings: Iterable[str] | None = None) -> int:
@@ -181,3 +228,51 @@ def export_official_csv(rows: Any, path: str | Path, *, settings: Iterable[str] 
                        *(_clean(o) for o in question["options"]), LETTERS.index(question["answer"])]
 
     return _write_rows(path, OFFICIAL_COLUMNS, lines(), ",")
+
+
+def _outside(out: Path, dataset: Path) -> None:
+    resolved, folder = out.resolve(), dataset.resolve()
+    if resolved == folder or resolved.is_relative_to(folder) or folder.is_relative_to(resolved):
+        raise OutputError(f"--out {out} is inside the dataset folder {dataset} (or contains it); an export never "
+                          "writes there: choose a path outside it")
+
+
+def _previous_export(path: Path, fmt: str) -> bool:
+    """Whether ``path`` is a file export of ``fmt``: its first line is that format's header."""
+    delimiter, header = EXPORT_HEADERS[fmt]
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            first = handle.readline(1 << 16)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return first.rstrip("\r\n") == delimiter.join(header)
+
+
+def check_export_out(out: str | Path, *, dataset: str | Path, fmt: str, overwrite: bool = False,
+                     previous: Any = None) -> None:
+    """Refuse (:class:`OutputError`, one line saying what to do) an export target that could lose data.
+
+    ``--out`` may never be, sit inside or contain the ``dataset`` folder. An existing output is
+    replaced only with ``overwrite``, and only when an export wrote it: a file export of the same
+    ``fmt`` (its first line is the header, :data:`EXPORT_HEADERS`), or for a folder export an empty
+    folder or one for which ``previous(folder)`` is true.
+    """
+    out, dataset = Path(out), Path(dataset)
+    _outside(out, dataset)
+    if not (out.exists() or out.is_symlink()):
+        return
+    folder = fmt not in EXPORT_HEADERS
+    if folder and not out.is_dir():
+        raise OutputError(f"--out {out} is an existing file; --format {fmt} writes a folder: choose a new folder")
+    if not folder and out.is_dir():
+        raise OutputError(f"--out {out} is a folder; --format {fmt} writes a file: give a file name")
+    if folder and not any(out.iterdir()):
+        return
+    ours = previous(out) if folder else _previous_export(out, fmt)
+    if not overwrite:
+        hint = "pass --overwrite to replace that previous export" if ours else "it was not written by an export"
+        raise OutputError(f"--out {out} already exists ({hint}); choose another --out or move it away")
+    if not ours:
+        what = "holds no previous export" if folder else f"does not start with the {fmt} export's header"
+        raise OutputError(f"--overwrite refused for {out}: it {what}, so no export wrote it; choose another --out "
+                          "or move it away yourself")

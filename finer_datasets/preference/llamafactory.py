@@ -31,6 +31,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from finer_datasets.constants import require_kind
 from finer_datasets.errors import OutputError, SourceError, UsageError
 from finer_datasets.preference.records import selected_tuples
 
@@ -97,11 +98,14 @@ def export_llamafactory(folder: str | Path, out: str | Path, *, name: str = "fin
     it, then renamed).
     """
     from finer_datasets.core.manifest import verify
+    from finer_datasets.core.reader import iter_records
 
     if kind not in KINDS:
         raise UsageError(f"kind {kind!r}: use one of {', '.join(KINDS)}")
     folder, out = Path(folder), Path(out)
     manifest = verify(folder)
+    require_kind(next(iter_records(folder, manifest), None), "preference", subject=str(folder),
+                 action="a LLaMA-Factory export")
     if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
         raise OutputError(f"--out {out} is inside the dataset {folder}; choose a folder outside it")
     if out.exists() and any(out.iterdir()):
