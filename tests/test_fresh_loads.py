@@ -92,3 +92,37 @@ def test_the_card_config_carries_the_digest_of_the_shards(sample_build):
     shard["sha256"] = "0" * 64
     assert data_digest(files) != manifest["data_digest"]
     assert data_digest([f for f in files if not f["path"].startswith("data/")] + [shard]) == data_digest(files)
+
+
+def test_a_release_repository_loads_each_revision_as_its_own_folder(tmp_path, sample_build):
+    """`finer release` twice into one repo, then load_finer(repo, revision=...) and `finer score repo
+    --revision`: each revision gives its own rows (the working tree is the newest; it is never read)."""
+    repo = tmp_path / "releases"
+    second = tmp_path / "second"
+    finer("build", "compre_cap", "--sample", "--out", str(second), "--seed", "3", "--version-label", "lab.1")
+    for folder in (sample_build.out, second):
+        run = subprocess.run([sys.executable, "-m", "finer_datasets.cli", "release", str(folder), "--to", str(repo)],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+    for revision, folder in (("v2.0.0", sample_build.out), ("v2.0.0+lab.1", second)):
+        records, _ = shards(folder)
+        loaded = load_finer(str(repo), "images", split="test", revision=revision)
+        assert list(loaded["json"]) == records, revision
+        assert [[q["question_id"], q["question"], q["options"], q["answer"]]
+                for q in load_finer(str(repo), "questions", split="test", revision=revision)] == expected_questions(records)
+    head = subprocess.run(["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True).stdout
+    assert head == ""  # the repository was only read
+
+
+def test_a_revision_of_a_plain_folder_or_an_unknown_tag_is_one_line(tmp_path, sample_build):
+    import pytest
+
+    from finer_datasets.errors import UsageError
+
+    with pytest.raises(UsageError, match="applies to Hub ids and release repositories"):
+        load_finer(str(sample_build.out), "questions", split="test", revision="v2.0.0")
+    repo = tmp_path / "releases"
+    subprocess.run([sys.executable, "-m", "finer_datasets.cli", "release", str(sample_build.out), "--to", str(repo)],
+                   capture_output=True, check=True)
+    with pytest.raises(UsageError, match=r"has no revision 'v9.9.9' \(its version tags: v2.0.0\)"):
+        load_finer(str(repo), "questions", split="test", revision="v9.9.9")

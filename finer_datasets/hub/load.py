@@ -28,12 +28,13 @@ through the same views.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from finer_datasets.constants import SETTINGS, canonical_settings, require_kind
 from finer_datasets.core.views import flat_stream, flat_view
 from finer_datasets.errors import UsageError
-from finer_datasets.hub.resolve import hub_snapshot, is_hub_id
+from finer_datasets.hub.resolve import hub_snapshot, is_hub_id, local_folder
 from finer_datasets.mcq.records import QUESTION_COLUMNS, pair_rows, question_rows
 
 __all__ = ["load_finer", "VIEWS"]
@@ -99,6 +100,8 @@ def load_finer(
     name = path if revision is None else f"{path}@{revision}"
     if not streaming and is_hub_id(path):  # one folder per revision: never another revision's cache
         path, revision = str(hub_snapshot(path, revision, token=kwargs.get("token"))), None
+    elif revision is not None and Path(path).expanduser().is_dir():  # a release repository at a revision
+        path, revision = str(local_folder(Path(path).expanduser(), revision, option="revision=")), None
     loaded = datasets.load_dataset(path, split=split, revision=revision, streaming=streaming, **kwargs)
     if isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)) and _legacy(loaded):
         loaded = _legacy_splits(loaded, settings)

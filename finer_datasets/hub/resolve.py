@@ -19,7 +19,8 @@ from typing import Any
 from finer_datasets.core.manifest import MANIFEST_NAME, read_manifest, verify
 from finer_datasets.errors import UsageError, VerificationError
 
-__all__ = ["ResolvedDataset", "resolve_dataset", "hub_snapshot", "is_hub_id", "HUB_ID"]
+__all__ = ["ResolvedDataset", "resolve_dataset", "hub_snapshot", "repo_revision", "local_folder", "is_hub_id",
+           "HUB_ID"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,48 @@ def hub_snapshot(repo_id: str, revision: str | None, *, token: Any = None) -> Pa
     return _download(repo_id, revision, token=token)
 
 
+def repo_revision(repo: Path, revision: str) -> Path:
+    """A release repository (``finer release --to``) at ``revision``: its tree laid out once with
+    ``git archive`` into ``<datasets cache>/finer_revisions/<repo>-<commit>/`` (atomically; the
+    repository itself is only read), so each revision is its own folder and its own cache key."""
+    import os
+    import shutil
+    import tempfile
+
+    import datasets
+
+    from finer_datasets.hub.release import export_revision, require_commit
+
+    commit = require_commit(repo, revision)
+    root = Path(datasets.config.HF_DATASETS_CACHE) / "finer_revisions"
+    folder = root / f"{repo.resolve().name}-{commit}"
+    if not folder.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder.name}."))
+        try:
+            export_revision(repo, commit, staging / "tree")
+            os.replace(staging / "tree", folder)
+        except OSError:
+            if not folder.is_dir():
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def local_folder(path: Path, revision: str | None, *, option: str = "--revision") -> Path:
+    """A local dataset argument: the folder itself, or with ``revision`` that revision of a release
+    repository; a plain folder with a revision is a :class:`UsageError`."""
+    if revision is None:
+        return path
+    from finer_datasets.hub.release import is_git_repo
+
+    if not is_git_repo(path):
+        raise UsageError(f"{option} {revision} applies to Hub ids and release repositories (finer release --to); "
+                         f"{path} is a plain folder")
+    return repo_revision(path, revision)
+
+
 def _download(repo_id: str, revision: str | None, *, token: Any = None) -> Path:
     try:
         from huggingface_hub import snapshot_download
@@ -83,9 +126,7 @@ def resolve_dataset(name: str, *, revision: str | None = None, allow_unverified:
     """
     path = Path(name).expanduser()
     if path.exists():
-        if revision is not None:
-            raise UsageError(f"--revision {revision} applies to Hub ids; {name} is a local folder")
-        folder = path
+        folder = local_folder(path, revision) if path.is_dir() else path
     elif _looks_local(name):
         raise UsageError(f"{name}: no such dataset folder (build one with `finer build`, or give a Hub id ORG/NAME)")
     else:
