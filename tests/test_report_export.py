@@ -11,13 +11,16 @@ import pytest
 from PIL import Image
 
 from finer_datasets import SETTINGS
+from finer_datasets.errors import SourceError, UsageError
 from finer_datasets.eval.export import (
+    IMAGE_REFERENCE_MAX,
     OFFICIAL_COLUMNS,
     VLMEVALKIT_COLUMNS,
     export_official_csv,
     export_vlmevalkit,
+    resolve_image_references,
 )
-from finer_datasets.eval.report import REPORT_FILES, write_report
+from finer_datasets.eval.report import REPORT_FILES, report_markdown, write_report
 from finer_datasets.eval.scoring import pair_records, score
 from finer_datasets.mcq.construct import LETTERS
 
@@ -161,9 +164,13 @@ def test_vlmevalkit_tsv(tmp_path, images, records, sample_dir, setting):
     rows = read_tsv(path)
     assert len(rows) == 2 * len(chosen)
     assert [int(r["index"]) for r in rows] == list(range(len(rows)))
+    images = resolve_image_references(rows)
+    inlined = [r["image"] for r in rows if len(r["image"]) > IMAGE_REFERENCE_MAX]
+    assert len(inlined) == len(set(inlined)) == len({r["image_file"] for r in chosen})  # each image once
     originals = {}
     for i, record in enumerate(chosen):
-        for row, polarity, short in ((rows[2 * i], "positive", "pos"), (rows[2 * i + 1], "negative", "neg")):
+        for j, polarity, short in ((2 * i, "positive", "pos"), (2 * i + 1, "negative", "neg")):
+            row = rows[j]
             q = record[polarity]
             assert row["category"] == f"{setting}_{short}"
             assert row["question"] == q["question"]
@@ -172,7 +179,7 @@ def test_vlmevalkit_tsv(tmp_path, images, records, sample_dir, setting):
             name = record["image_file"]
             if name not in originals:
                 originals[name] = (sample_dir / "images" / name).read_bytes()
-            assert base64.b64decode(row["image"], validate=True) == originals[name]
+            assert base64.b64decode(images[j], validate=True) == originals[name]
 
 
 def test_vlmevalkit_tsv_loads_with_pandas(tmp_path, images, records):
@@ -190,7 +197,8 @@ def test_no_field_breaks_the_tsv(tmp_path, records):
     record = json.loads(json.dumps(records[0]))
     record["positive"]["question"] = 'Can you see a "cat"\tand\na desk?'
     record["positive"]["options"][0] = "Yes,\r\nI can\u2028see it\tall."
-    rows = [{"json": record, "jpg": {"bytes": b"\xff\xd8fake-jpeg\t\n", "path": None}}]
+    fake = b"\xff\xd8fake-jpeg\t\n" * 4
+    rows = [{"json": record, "jpg": {"bytes": fake, "path": None}}]
     path = tmp_path / "odd.tsv"
     assert export_vlmevalkit(rows, path) == 2
     assert len(path.read_bytes().split(b"\n")) == 4  # header, 2 rows, final newline
@@ -198,7 +206,30 @@ def test_no_field_breaks_the_tsv(tmp_path, records):
     assert len(out) == 2 and all(len(r) == len(VLMEVALKIT_COLUMNS) and None not in r for r in out)
     assert out[0]["question"] == 'Can you see a "cat" and a desk?'
     assert out[0]["A"] == "Yes,  I can see it all."
-    assert base64.b64decode(out[0]["image"]) == b"\xff\xd8fake-jpeg\t\n"
+    assert base64.b64decode(out[0]["image"]) == fake and out[1]["image"] == "0"
+
+
+def test_an_image_too_small_to_tell_from_a_reference_is_refused(tmp_path, records):
+    rows = [{"json": records[0], "jpg": {"bytes": b"\xff\xd8tiny", "path": None}}]  # base64: 12 characters
+    with pytest.raises(SourceError, match="VLMEvalKit would read its base64 as a row index"):
+        export_vlmevalkit(rows, tmp_path / "tiny.tsv")
+    assert list(tmp_path.iterdir()) == []  # not even a temporary file is left
+
+
+def test_an_image_reference_must_name_a_row_with_an_image():
+    good = {"index": 0, "image": "x" * 100}
+    assert resolve_image_references([good, {"index": 1, "image": "0"}]) == ["x" * 100] * 2
+    for bad in ({"index": 1, "image": "7"}, {"index": 1, "image": "1"}):
+        with pytest.raises(SourceError, match="names no row holding an image"):
+            resolve_image_references([good, bad])
+
+
+def test_the_rows_of_a_preference_dataset_are_refused(tmp_path):
+    tuning = [{"json": {"image_id": "i", "tuples": []}, "jpg": {"bytes": b"x" * 100, "path": None}}]
+    for writer in (export_vlmevalkit, export_official_csv):
+        with pytest.raises(UsageError, match="this data is a FINER-Tuning preference dataset"):
+            writer(tuning, tmp_path / "x.tsv")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_decoded_pil_rows_are_exported_losslessly(tmp_path, images):
@@ -241,3 +272,88 @@ def test_official_csv_of_all_splits_and_of_plain_records(tmp_path, images, recor
     qtypes = [row["qtype"] for row in read_csv(path)]
     assert qtypes[0::2] == [f"{r['setting']}_pos" for r in records]
     assert qtypes[1::2] == [f"{r['setting']}_neg" for r in records]
+
+
+# ---------------------------------------------------------------- plots and text a reader trusts
+
+
+def labelled(result, sample_build, model="/models/checkpoints/my-vlm-7b"):
+    return {**result, "model": model, "prompt": {"name": "official", "max_new_tokens": 2},
+            "dataset": {"dataset": "compre_cap", "pretty_name": "FINER-CompreCap", "version": "2.0.0",
+                        "manifest_digest": sample_build.manifest["digest"]}}
+
+
+def test_accuracy_by_k_shows_n_and_a_wilson_interval_per_point(result, sample_build):
+    from finer_datasets.eval.plots import accuracy_by_k_figure
+
+    fig = accuracy_by_k_figure(labelled(result, sample_build))
+    ax = fig.axes[0]
+    # the title names the dataset and the model by name, not a raw path
+    assert ax.get_title() == "Paired accuracy by k — my-vlm-7b\nFINER-CompreCap 2.0.0 · strict parser"
+    texts = [t.get_text() for t in ax.texts]
+    for setting, block in result["settings"].items():
+        for k, group in block["by_k"].items():
+            assert f"n={group['n_pairs']}" in texts
+            low, high = group["ci95"]
+            assert low <= group["paired_accuracy"] <= high and high - low > 0
+    bars = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == len(result["settings"])
+    assert sum(len(c.lines[0].get_xdata()) for c in bars) == sum(len(b["by_k"]) for b in result["settings"].values())
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "random, uniform (4.00%)" in legend and "random, polarity-aware (6.25%)" in legend
+    assert any("Wilson" in t.get_text() for t in fig.texts)
+
+
+def test_rates_without_a_read_answer_are_not_drawn_as_zero(result, sample_build):
+    from finer_datasets.eval.plots import fp_fn_figure
+
+    unread = labelled(result, sample_build)
+    unread["settings"] = {name: {**block, "false_positive_rate": None, "false_negative_rate": None}
+                          for name, block in result["settings"].items()}
+    ax = fp_fn_figure(unread).axes[0]
+    assert not ax.patches  # no bar at all, of height 0 or otherwise
+    assert [t.get_text() for t in ax.texts].count("n/a") == 2 * len(SETTINGS)
+    md = report_markdown(unread)
+    assert "| multi_obj | " in md and "| n/a | n/a |" in md
+    drawn = fp_fn_figure(labelled(result, sample_build)).axes[0]
+    assert len(drawn.patches) == 2 * len(SETTINGS) and "n/a" not in [t.get_text() for t in drawn.texts]
+
+
+def test_report_defines_the_random_baselines_and_the_intervals(tmp_path, result, sample_build):
+    write_report(labelled(result, sample_build), tmp_path, plots=True)
+    md = (tmp_path / "report.md").read_text()
+    assert md.startswith("# FINER evaluation: my-vlm-7b on FINER-CompreCap 2.0.0\n")
+    assert "**Random (uniform)**" in md and "(1/5)² = 4%" in md
+    assert "**Random (polarity-aware)** (paper, appendix E.6)" in md and "0.5 × 0.125 = 6.25%" in md
+    assert "95% CI: percentile bootstrap over pairs, 200 resamples, seed 0; by k and by position: Wilson score" in md
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["intervals"] == {"ci95": "percentile bootstrap over pairs", "by_k.ci95": "Wilson score interval",
+                                 "by_position.ci95": "Wilson score interval"}
+    assert data["headline"]["comparable_with_table1"] == "official"
+    assert set(data["by_parser"]) == {"strict", "official"}
+
+
+def test_wilson_interval_known_values():
+    from finer_datasets.eval.intervals import wilson_ci
+
+    assert wilson_ci(0, 0) is None
+    assert wilson_ci(1, 4) == pytest.approx([4.5586, 69.9358], abs=1e-3)  # a 25% "spike" on n=4
+    assert wilson_ci(0, 10) == pytest.approx([0.0, 27.7532], abs=1e-3)
+    assert wilson_ci(10, 10) == pytest.approx([72.2468, 100.0], abs=1e-3)
+
+
+def test_quality_levels(result):
+    from finer_datasets.errors import QualityError
+    from finer_datasets.eval.quality import assess, require_usable
+
+    ok = assess(result)
+    assert ok["status"] == "ok" and ok["message"] is None
+    require_usable(ok)
+    overall = dict(result["overall"], unparseable=result["overall"]["answered"])
+    unusable = assess({**result, "overall": overall})
+    assert unusable["status"] == "unusable" and "likely causes" in unusable["message"]
+    with pytest.raises(QualityError, match="no usable result") as info:
+        require_usable(unusable)
+    assert info.value.exit_code == 7
+    half = assess({**result, "overall": dict(overall, unparseable=overall["answered"] // 2)}, max_unparseable=0.6)
+    assert half["status"] == "ok"

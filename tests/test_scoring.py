@@ -176,8 +176,12 @@ def test_hand_computed_small_example():
     assert block["positive_accuracy"] == 50.0 and block["negative_accuracy"] == 50.0
     assert block["false_positive_rate"] == 25.0 and block["false_negative_rate"] == 25.0
     assert block["unparseable"] == 2
-    assert block["by_k"] == {1: {"paired_accuracy": 50.0, "n_pairs": 2}, 2: {"paired_accuracy": 0.0, "n_pairs": 2}}
-    assert block["by_negated_index"] == {0: {"paired_accuracy": 25.0, "n_pairs": 4}}
+    # each group with its 95% Wilson interval (1 of 2: 9.45-90.55; 0 of 2: 0-65.76)
+    assert {k: (g["paired_accuracy"], g["n_pairs"]) for k, g in block["by_k"].items()} == {1: (50.0, 2), 2: (0.0, 2)}
+    assert block["by_k"][1]["ci95"] == pytest.approx([9.4531, 90.5469], abs=1e-4)
+    assert block["by_k"][2]["ci95"] == pytest.approx([0.0, 65.7620], abs=1e-4)
+    assert {k: (g["paired_accuracy"], g["n_pairs"]) for k, g in block["by_negated_index"].items()} == {0: (25.0, 4)}
+    assert block["answered"] == 8 and block["read"] == 6 and block["missing"] == 0
     assert block["random_baselines"] == {"uniform": 4.0, "polarity_aware": 6.25}
     assert result["overall"] == block
     assert result["parser"] == "strict"

@@ -1,31 +1,39 @@
-"""``finer verify | release | publish | score | export``: commands on a built dataset."""
+"""``finer verify | release | diff | publish | score | export``: commands on a built dataset."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
 from finer_datasets.cli import non_negative_int
 from finer_datasets.errors import UsageError
 
+if TYPE_CHECKING:
+    from finer_datasets.eval.sources import Answers
+    from finer_datasets.hub.resolve import ResolvedDataset
+
 __all__ = ["COMMANDS", "add_score_arguments", "add_export_arguments"]
 
 EXPORT_FORMATS = ("vlmevalkit", "official-csv", "lmms-eval", "llamafactory", "llamafactory-sft")
-PREDICTION_FORMATS = ("jsonl", "vlmevalkit")
 
 
 def add_score_arguments(s: argparse.ArgumentParser) -> None:
+    from finer_datasets.cli import fraction
     from finer_datasets.eval.prompts import PROMPTS
+    from finer_datasets.eval.quality import DEFAULT_MAX_UNPARSEABLE
+    from finer_datasets.eval.sources import SOURCES
     from finer_datasets.eval.vlmevalkit import VLMEVALKIT_ANSWERS
 
     s.add_argument("dataset", metavar="DATASET", nargs="?", help="built dataset folder or Hub id (e.g. finer/compre_cap)")
     s.add_argument("--dataset", dest="dataset_option", metavar="DATASET", help=argparse.SUPPRESS)
     s.add_argument("--revision", default=None, help="Hub revision, e.g. v2.0.0 (Hub ids only)")
     s.add_argument("--predictions", type=Path, required=True,
-                   help='the answers: JSONL {"question_id": ..., "response": ...} per line, or with --from vlmevalkit '
-                        "a VLMEvalKit result file (.xlsx or .tsv)")
-    s.add_argument("--from", dest="source_format", choices=PREDICTION_FORMATS, default="jsonl",
-                   help="what --predictions is: our JSONL, or a VLMEvalKit prediction/result file")
+                   help='the answers: JSONL {"question_id": ..., "response": ...} per line; with --from vlmevalkit '
+                        "a VLMEvalKit result file (.xlsx or .tsv); with --from lmms-eval a <date>_samples_<task>.jsonl "
+                        "or <date>_results.json of a --log_samples run, or its --output_path folder")
+    s.add_argument("--from", dest="source_format", choices=SOURCES, default="jsonl",
+                   help="what --predictions is: our JSONL, a VLMEvalKit prediction/result file, or an lmms-eval run")
     s.add_argument("--vlmevalkit-answer", choices=VLMEVALKIT_ANSWERS, default="prediction",
                    help="with --from vlmevalkit: score the raw 'prediction' column with --parser, or VLMEvalKit's own "
                         "judged answer ('hit' and 'log' of its *_result file)")
@@ -33,11 +41,20 @@ def add_score_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--name", default=None, help="model name shown in the report title")
     s.add_argument("--prompt", choices=tuple(PROMPTS), default=None,
                    help="prompt template the answers were made with (default: read from the run.json beside "
-                        "--predictions; with --from vlmevalkit, VLMEvalKit's own MCQ prompt)")
+                        "--predictions, or from the lmms-eval run's results.json; with --from vlmevalkit, VLMEvalKit's "
+                        "own MCQ prompt)")
     s.add_argument("--parser", choices=("strict", "official"), default="strict",
-                   help="answer parser: strict (never guesses) or official (FINER's released first-letter parser)")
+                   help="answer parser of the report's tables: strict (never guesses) or official (FINER's released "
+                        "first-letter parser); the headline shows paired accuracy under both")
     s.add_argument("--setting", action="append", default=None,
-                   help="score only this setting (repeatable; official names such as multi_object work too)")
+                   help="score only this setting (repeatable; official names such as multi_object work too); answers "
+                        "to other settings' questions are ignored (default: the settings the answers' run asked)")
+    s.add_argument("--allow-missing", action="store_true",
+                   help="score questions without an answer as wrong (the report shows the coverage) instead of "
+                        "stopping with exit status 2")
+    s.add_argument("--max-unparseable", type=fraction, default=DEFAULT_MAX_UNPARSEABLE, metavar="SHARE",
+                   help="warn (one line, and a banner in report.md) when more than this share of the answers "
+                        "cannot be read by --parser; none readable at all exits with status 7 after the report")
     s.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples for the 95%% CI (0: none)")
     s.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     s.add_argument("--allow-unverified", action="store_true",
@@ -55,6 +72,8 @@ def add_export_arguments(x: argparse.ArgumentParser) -> None:
     x.add_argument("--setting", action="append", default=None, help="export only this setting (repeatable)")
     x.add_argument("--revision", default=None, help="Hub revision (Hub ids only); lmms-eval tasks are pinned to it")
     x.add_argument("--prompt", choices=tuple(PROMPTS), default=DEFAULT_PROMPT, help="lmms-eval: the prompt template")
+    x.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out written by a previous export of this format (never anything else)")
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -68,10 +87,35 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
+    from finer_datasets.core.manifest import read_manifest
+    from finer_datasets.hub.diff import diff, open_revision, render, snapshot_of
     from finer_datasets.hub.release import release
+    from finer_datasets.hub.resolve import ResolvedDataset
 
     done = release(args.dataset, to=args.to)
-    print(f"released {args.dataset} as {done.tag} (commit {done.commit[:12]}) in {done.repo}")
+    if not done.created:
+        print(f"{done.tag} is already released in {done.repo} with identical content (commit {done.commit[:12]}): "
+              "nothing to do")
+        return 0
+    folder = Path(args.dataset)  # verified by release()
+    new = snapshot_of(ResolvedDataset(name=args.dataset, folder=folder, manifest=read_manifest(folder), verified=True))
+    if done.previous is None:
+        print(render(diff(None, new)))
+    else:
+        with open_revision(done.repo, done.previous) as previous:
+            print(render(diff(snapshot_of(previous), new)))
+    print(f"released {args.dataset} as {done.tag} (commit {done.commit[:12]}) in {done.repo}"
+          + (f", after {done.previous}" if done.previous else " (its first release)"))
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    import json
+
+    from finer_datasets.hub.diff import diff_specs, render
+
+    result = diff_specs(args.old, args.new)
+    print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else render(result))
     return 0
 
 
@@ -88,11 +132,6 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def _out_file(path: Path, option: str = "--out") -> None:
-    if path.is_dir():
-        raise UsageError(f"{option} {path} is a folder; give a file name")
-
-
 def _out_folder(path: Path, option: str = "--out") -> None:
     if path.exists() and not path.is_dir():
         raise UsageError(f"{option} {path} is an existing file; give a folder for the report")
@@ -101,36 +140,24 @@ def _out_folder(path: Path, option: str = "--out") -> None:
 _MODEL_ENGINES = ("generate", "letters", "openai")
 
 
-def _answers(args: argparse.Namespace) -> tuple[dict[str, str], dict | None]:
-    """The answers to score and the run.json of the run that made them (if it sits beside them)."""
-    from finer_datasets.eval.runinfo import read_run
-    from finer_datasets.eval.scoring import load_predictions
-    from finer_datasets.eval.vlmevalkit import read_vlmevalkit
-
-    if args.source_format == "vlmevalkit":
-        return read_vlmevalkit(args.predictions, answer=args.vlmevalkit_answer), None
-    source = read_run(args.predictions.parent) if args.predictions.parent.is_dir() else None
-    return load_predictions(args.predictions), source
-
-
-def _prompt_of(args: argparse.Namespace, source: dict | None) -> dict | str | None:
+def _prompt_of(args: argparse.Namespace, answers: Answers) -> Mapping[str, Any] | None:
     from finer_datasets.eval.prompts import get_prompt
 
-    if args.prompt:
-        return get_prompt(args.prompt).describe()
-    if args.source_format == "vlmevalkit":
-        return {"name": "vlmevalkit", "description": "VLMEvalKit's MCQ prompt of the model (not FINER's)"}
-    if source and source.get("prompt"):
-        return {"name": source["prompt"], "max_new_tokens": source.get("max_new_tokens")}
-    return None
+    return get_prompt(args.prompt).describe() if args.prompt else answers.prompt
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}%"
 
 
 def _score(args: argparse.Namespace) -> int:
-    from finer_datasets.constants import canonical_settings
+    from finer_datasets.constants import canonical_settings, require_kind
     from finer_datasets.core.reader import iter_records
-    from finer_datasets.eval.report import write_report
+    from finer_datasets.eval.quality import assess, require_usable, warn
+    from finer_datasets.eval.report import report_title, write_report
     from finer_datasets.eval.runinfo import RUN_FILE, read_run, run_record, write_run
     from finer_datasets.eval.scoring import pair_records, score
+    from finer_datasets.eval.sources import read_answers, scored_pairs
     from finer_datasets.hub.resolve import resolve_dataset
 
     name = args.dataset or args.dataset_option
@@ -139,36 +166,58 @@ def _score(args: argparse.Namespace) -> int:
     settings = canonical_settings(args.setting) if args.setting else None
     _out_folder(args.out)
     dataset = resolve_dataset(name, revision=args.revision, allow_unverified=args.allow_unverified)
-    records = pair_records(iter_records(dataset.folder, dataset.manifest), settings)
-    predictions, source = _answers(args)
-    result = score(records, predictions, parser=args.parser, bootstrap=args.bootstrap, seed=args.seed)
-    model = args.name or (source or {}).get("model")
-    engine = "vlmevalkit" if args.source_format == "vlmevalkit" else (source or {}).get("engine")
-    prompt = _prompt_of(args, source)
-    result.update(dataset=dataset.provenance(), model=model, engine=engine, prompt=prompt)
-    record = run_record(engine=engine or "predictions-file", model=model,
-                        prompt=prompt.get("name") if isinstance(prompt, dict) else prompt, parser=args.parser,
+    require_kind(next(iter_records(dataset.folder, dataset.manifest), None), "benchmark", subject=name,
+                 action="finer score")
+    answers = read_answers(args.predictions, args.source_format, vlmevalkit_answer=args.vlmevalkit_answer)
+    pairs, others, notes = scored_pairs(pair_records(iter_records(dataset.folder, dataset.manifest)), answers, settings)
+    result = score(pairs, answers.predictions, parser=args.parser, bootstrap=args.bootstrap, seed=args.seed,
+                   allow_missing=args.allow_missing, other_ids=others)
+    model = args.name or answers.model
+    prompt = _prompt_of(args, answers)
+    result.update(dataset={**dataset.provenance(), "pretty_name": dataset.manifest.get("pretty_name")}, model=model,
+                  engine=answers.engine, prompt=prompt, selection_notes=notes)
+    result["quality"] = assess(result, args.max_unparseable)
+    record = run_record(engine=answers.engine or "predictions-file", model=model,
+                        prompt=prompt.get("name") if prompt else None, parser=args.parser,
                         dataset=dataset.provenance(), seed=args.seed, predictions=str(args.predictions),
-                        predictions_from=args.source_format, answers_run=source)
+                        predictions_from=args.source_format, answers_run=answers.run)
     existing = read_run(args.out) if args.out.is_dir() else None
     if not (existing and existing.get("engine") in _MODEL_ENGINES):  # never overwrite the record of a model run
         write_run(args.out, record)
-    title = f"FINER evaluation: {model + ' on ' if model else ''}{name}"
-    written = write_report(result, args.out, title=title)
+    written = write_report(result, args.out, title=report_title(result))
+    for note in notes:
+        print(f"scored: {note}")
     for setting, block in result["settings"].items():
-        print(f"{setting:>10}: paired accuracy {block['paired_accuracy']:.1f}% over {block['n_pairs']} pairs")
+        print(f"{setting:>10}: paired accuracy {_percent(block['paired_accuracy'])} over {block['n_pairs']} pairs")
     print(f"report: {', '.join(str(p) for p in written)}; {RUN_FILE} in {args.out}")
+    warn(result["quality"])
+    require_usable(result["quality"], args.out)
     return 0
+
+
+def _resolve_for_export(args: argparse.Namespace, kind: str, previous: object = None) -> ResolvedDataset:
+    """The verified dataset, checked to be of ``kind`` and to leave ``--out`` safe, before anything is written."""
+    from finer_datasets.constants import require_kind
+    from finer_datasets.core.reader import iter_records
+    from finer_datasets.eval.export import check_export_out
+    from finer_datasets.hub.resolve import resolve_dataset
+
+    dataset = resolve_dataset(args.dataset, revision=args.revision)
+    first = next(iter_records(dataset.folder, dataset.manifest), None)
+    require_kind(first, kind, subject=args.dataset, action=f"--format {args.format}")
+    check_export_out(args.out, dataset=dataset.folder, fmt=args.format, overwrite=args.overwrite, previous=previous)
+    return dataset
 
 
 def _export_llamafactory(args: argparse.Namespace) -> int:
     """FINER-Tuning as a LLaMA-Factory dataset: sharegpt ranking (DPO) or, ``-sft``, chosen answers only."""
-    from finer_datasets.hub.resolve import resolve_dataset
     from finer_datasets.preference.llamafactory import export_llamafactory
 
-    dataset = resolve_dataset(args.dataset, revision=args.revision)
+    if args.setting:
+        raise UsageError("--setting does not apply to --format llamafactory: FINER-Tuning has subsets, not settings")
+    dataset = _resolve_for_export(args, "preference", previous=lambda out: (out / "dataset_info.json").is_file())
     kind = "sft" if args.format.endswith("-sft") else "ranking"
-    counts = export_llamafactory(dataset.folder, args.out, kind=kind)
+    counts = export_llamafactory(dataset.folder, args.out, kind=kind, overwrite=args.overwrite)
     print(f"wrote {', '.join(f'{split} {n}' for split, n in counts.items())} {kind} rows to {args.out} "
           "(dataset_info.json, JSONL, images/)")
     return 0
@@ -178,30 +227,30 @@ def _export(args: argparse.Namespace) -> int:
     from finer_datasets.constants import canonical_settings
     from finer_datasets.core.reader import iter_samples
     from finer_datasets.eval.export import export_official_csv, export_vlmevalkit
-    from finer_datasets.hub.resolve import resolve_dataset
 
     if args.format.startswith("llamafactory"):
         return _export_llamafactory(args)
     settings = canonical_settings(args.setting) if args.setting else None
     if args.format == "lmms-eval":
         return _export_lmms(args, settings)
-    _out_file(args.out)
-    dataset = resolve_dataset(args.dataset, revision=args.revision)
+    dataset = _resolve_for_export(args, "benchmark")
     writer = export_vlmevalkit if args.format == "vlmevalkit" else export_official_csv
     rows = iter_samples(dataset.folder, dataset.manifest, images=args.format == "vlmevalkit")
     n = writer(rows, args.out, settings=settings)
-    print(f"wrote {n} questions to {args.out}")
+    print(f"wrote {n} questions to {args.out} ({args.out.stat().st_size:,} bytes)")
     return 0
 
 
 def _export_lmms(args: argparse.Namespace, settings: tuple[str, ...] | None) -> int:
-    from finer_datasets.eval.lmms import write_tasks
-    from finer_datasets.hub.resolve import resolve_dataset
+    from finer_datasets.eval.lmms import UTILS_PY, write_tasks
+
+    def previous(out: Path) -> bool:  # our utils.py: a task package an export wrote
+        utils = out / "utils.py"
+        return utils.is_file() and utils.read_text("utf-8", errors="replace") == UTILS_PY
 
     if settings is not None:
         raise UsageError("--setting does not apply to --format lmms-eval: each setting is its own task")
-    _out_folder(args.out)
-    dataset = resolve_dataset(args.dataset, revision=args.revision)
+    dataset = _resolve_for_export(args, "benchmark", previous=previous)
     local = Path(args.dataset).expanduser().exists()
     path = str(dataset.folder.resolve()) if local else args.dataset
     group = f"finer_{dataset.manifest.get('dataset') or 'compre_cap'}"
@@ -212,4 +261,5 @@ def _export_lmms(args: argparse.Namespace, settings: tuple[str, ...] | None) -> 
     return 0
 
 
-COMMANDS = {"verify": _verify, "release": _release, "publish": _publish, "score": _score, "export": _export}
+COMMANDS = {"verify": _verify, "release": _release, "diff": _diff, "publish": _publish, "score": _score,
+            "export": _export}

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator, Mapping
 
 from finer_datasets.errors import PredictionsError
 
-__all__ = ["load_predictions", "MAX_LINE_BYTES"]
+__all__ = ["load_predictions", "iter_json_objects", "check_answer", "AnswerCollector", "MAX_LINE_BYTES"]
 
 _EXAMPLES = 5
 
@@ -95,6 +95,79 @@ def _decode(raw: bytes, path: Path, number: int, offset: int) -> str:
     return text
 
 
+def iter_json_objects(path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES,
+                      keys: tuple[str, ...] = ("question_id", "response")) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` of every non-blank line of a JSON Lines file, read line by line.
+
+    Raises :class:`PredictionsError` naming the file and the line for an unreadable file, bytes that
+    are not UTF-8, NUL, a line over ``max_line_bytes``, a line that is not a JSON object, or one that
+    repeats one of ``keys``."""
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise PredictionsError(f"cannot read predictions: {exc.strerror or exc}", path=path) from exc
+    with handle:
+        for number, offset, raw in _raw_lines(handle, path, max_line_bytes):
+            line = _decode(raw, path, number, offset)
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                if "\\u" in line or any(line.count(f'"{key}"') > 1 for key in keys):
+                    item = _DECODER.decode(line)  # slower: notices a repeated key
+            except json.JSONDecodeError as exc:
+                raise PredictionsError(f"not valid JSON ({exc.msg} at column {exc.colno})", path=path, line=number) from None
+            except (ValueError, RecursionError) as exc:  # e.g. an integer of over 4300 digits, deep nesting
+                reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(":")[0]
+                raise PredictionsError(f"not valid JSON ({reason})", path=path, line=number) from None
+            if not isinstance(item, dict):
+                raise PredictionsError(f"expected a JSON object, got {_json_type(item)}", path=path, line=number)
+            yield number, item
+
+
+def check_answer(item: Mapping[str, Any], path: Path, number: int) -> tuple[str, str]:
+    """``(question_id, response)`` of one answer object; a missing, repeated or non-string key or an
+    empty id is a :class:`PredictionsError` naming the file and the line."""
+    for key in ("question_id", "response"):
+        if key not in item:
+            raise PredictionsError(f"missing key {key!r}", path=path, line=number)
+        if key in getattr(item, "repeated", ()):
+            raise PredictionsError(f"key {key!r} given more than once", path=path, line=number)
+        if not isinstance(item[key], str):
+            raise PredictionsError(f"{key!r} must be a string, got {_json_type(item[key])}", path=path, line=number)
+    if not item["question_id"]:
+        raise PredictionsError("'question_id' is empty", path=path, line=number)
+    return item["question_id"], item["response"]
+
+
+class AnswerCollector:
+    """``{question_id: response}`` gathered line by line; an id given twice is remembered with its
+    lines and reported by :meth:`result` (count and line numbers)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.answers: dict[str, str] = {}
+        self.first_line: dict[str, int] = {}
+        self.duplicates: dict[str, list[int]] = {}
+
+    def add(self, qid: str, response: str, number: int) -> None:
+        if qid in self.answers:
+            self.duplicates.setdefault(qid, [self.first_line[qid]]).append(number)
+            return
+        self.answers[qid] = response
+        self.first_line[qid] = number
+
+    def result(self) -> dict[str, str]:
+        if self.duplicates:
+            shown = "; ".join(f"{qid!r} on lines {', '.join(map(str, lines))}"
+                              for qid, lines in list(self.duplicates.items())[:_EXAMPLES])
+            more = "; ..." if len(self.duplicates) > _EXAMPLES else ""
+            raise PredictionsError(f"{len(self.duplicates)} duplicate question id(s): {shown}{more}", path=self.path,
+                                   duplicate=list(self.duplicates))
+        return self.answers
+
+
 def load_predictions(path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> dict[str, str]:
     """Read ``{question_id: raw response}`` from a JSONL file.
 
@@ -107,48 +180,7 @@ def load_predictions(path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES) 
     question id given on several lines raises it with the count and the line numbers.
     """
     path = Path(path)
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise PredictionsError(f"cannot read predictions: {exc.strerror or exc}", path=path) from exc
-    predictions: dict[str, str] = {}
-    first_line: dict[str, int] = {}
-    duplicates: dict[str, list[int]] = {}
-    with handle:
-        for number, offset, raw in _raw_lines(handle, path, max_line_bytes):
-            line = _decode(raw, path, number, offset)
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                if "\\u" in line or line.count('"question_id"') > 1 or line.count('"response"') > 1:
-                    item = _DECODER.decode(line)  # slower: notices a repeated key
-            except json.JSONDecodeError as exc:
-                raise PredictionsError(f"not valid JSON ({exc.msg} at column {exc.colno})", path=path, line=number) from None
-            except (ValueError, RecursionError) as exc:  # e.g. an integer of over 4300 digits, deep nesting
-                reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(":")[0]
-                raise PredictionsError(f"not valid JSON ({reason})", path=path, line=number) from None
-            if not isinstance(item, dict):
-                raise PredictionsError(f"expected a JSON object, got {_json_type(item)}", path=path, line=number)
-            for key in ("question_id", "response"):
-                if key not in item:
-                    raise PredictionsError(f"missing key {key!r}", path=path, line=number)
-                if key in getattr(item, "repeated", ()):
-                    raise PredictionsError(f"key {key!r} given more than once", path=path, line=number)
-                if not isinstance(item[key], str):
-                    raise PredictionsError(f"{key!r} must be a string, got {_json_type(item[key])}", path=path, line=number)
-            qid = item["question_id"]
-            if not qid:
-                raise PredictionsError("'question_id' is empty", path=path, line=number)
-            if qid in predictions:
-                duplicates.setdefault(qid, [first_line[qid]]).append(number)
-                continue
-            predictions[qid] = item["response"]
-            first_line[qid] = number
-    if duplicates:
-        shown = "; ".join(f"{qid!r} on lines {', '.join(map(str, lines))}" for qid, lines in list(duplicates.items())[:_EXAMPLES])
-        more = "; ..." if len(duplicates) > _EXAMPLES else ""
-        raise PredictionsError(
-            f"{len(duplicates)} duplicate question id(s): {shown}{more}", path=path, duplicate=list(duplicates)
-        )
-    return predictions
+    collected = AnswerCollector(path)
+    for number, item in iter_json_objects(path, max_line_bytes=max_line_bytes):
+        collected.add(*check_answer(item, path, number), number)
+    return collected.result()

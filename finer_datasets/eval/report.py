@@ -2,17 +2,16 @@
 
 :func:`write_report` writes, in ``out_dir``:
 
-- ``report.json`` -- the whole result (settings, overall block, parser mode, counts, and what
-  the scoring run recorded: model, engine, prompt template, dataset version and manifest digest)
-  with sorted keys and a 2-space indent, so the same result always gives the same bytes; the
-  position of the negated entity counts from 1 (``by_position``), as in the Markdown;
-- ``report.md`` -- what was scored (model, engine, prompt template, dataset), a Table-1-style
-  table (paired accuracy per setting beside the random baselines), question-level rates, and
-  paired accuracy by k and by position of the negated entity (from 1);
-- ``accuracy_by_k.png`` -- paired accuracy versus k, one line per setting (paper, Fig. 4);
-- ``fp_fn_rates.png`` -- false-positive and false-negative rate per setting (paper, E.7).
-
-The plots need matplotlib, imported (Agg canvas, no pyplot state) only when they are drawn.
+- ``report.json`` -- the whole result (settings, overall block, both parsers, coverage, quality,
+  the headline and what the scoring run recorded: model, engine, prompt template, dataset version
+  and manifest digest) with sorted keys and a 2-space indent, so the same result always gives the
+  same bytes; the position of the negated entity counts from 1 (``by_position``), as in the Markdown;
+- ``report.md`` -- a banner when many answers could not be read, the headline (paired accuracy
+  under both parsers, naming the one comparable with the paper's Table 1), what was scored (model,
+  engine, prompt template, dataset, subset), a Table-1-style table beside the random baselines
+  (each defined in one sentence), question-level rates, coverage, and paired accuracy by k and by
+  position of the negated entity (from 1);
+- ``accuracy_by_k.png`` and ``fp_fn_rates.png`` (:mod:`finer_datasets.eval.plots`).
 """
 
 from __future__ import annotations
@@ -22,18 +21,28 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["write_report", "report_json", "report_markdown", "plot_accuracy_by_k", "plot_fp_fn_rates",
-           "REPORT_FILES"]
+from finer_datasets.eval.intervals import BOOTSTRAP, WILSON
+from finer_datasets.eval.plots import dataset_label, int_keys, model_label, plot_accuracy_by_k, plot_fp_fn_rates
+from finer_datasets.eval.prompts import DEFAULT_PROMPT, get_prompt
+
+__all__ = ["write_report", "report_json", "report_markdown", "report_title", "headline", "plot_accuracy_by_k",
+           "plot_fp_fn_rates", "REPORT_FILES", "RANDOM_BASELINES"]
 
 REPORT_FILES = ("report.json", "report.md", "accuracy_by_k.png", "fp_fn_rates.png")
 DEFAULT_TITLE = "FINER evaluation report"
 _DASH = "–"
-
-
-def _int_keys(groups: Mapping[Any, Any] | None) -> list[tuple[int, Mapping[str, Any]]]:
-    """``by_k``-style groups sorted by their integer key (keys may be ints or, after a JSON
-    round trip, strings)."""
-    return sorted(((int(k), v) for k, v in (groups or {}).items()), key=lambda kv: kv[0])
+_NA = "n/a"
+PAPER_PARSER = "official"  # the parser of FINER's released scorer, behind the paper's Table 1
+#: the random baselines of the tables, one sentence each (paper, Table 1 and appendix E.6)
+RANDOM_BASELINES = (
+    "**Random (uniform)**: a guesser that picks one of the five options uniformly at random for each question "
+    "gets a pair right with probability (1/5)² = 4%.",
+    "**Random (polarity-aware)** (paper, appendix E.6): a guesser that first picks the kind of answer, "
+    "accepting the premise (\"Yes, I can see ...\") or correcting it (\"No, but ...\"), with probability 1/2 "
+    "each, then one option of that kind uniformly; with one accepting and four correcting options it gets the "
+    "positive question right with probability 1/2 and the negative one with 1/2 × 1/4, a pair with "
+    "0.5 × 0.125 = 6.25% (computed here from each pair's own option kinds).",
+)
 
 
 def _jsonable(value: Any) -> Any:
@@ -47,8 +56,8 @@ def _jsonable(value: Any) -> Any:
 def _positions(block: Mapping[str, Any]) -> dict[int, Any]:
     """A block's groups by position of the negated entity, counted from 1."""
     if block.get("by_position") is not None:
-        return dict(_int_keys(block["by_position"]))
-    return {k + 1: v for k, v in _int_keys(block.get("by_negated_index"))}
+        return dict(int_keys(block["by_position"]))
+    return {k + 1: v for k, v in int_keys(block.get("by_negated_index"))}
 
 
 def _public_block(block: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,9 +67,47 @@ def _public_block(block: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _prompt_name(result: Mapping[str, Any]) -> str | None:
+    prompt = result.get("prompt")
+    return prompt.get("name") if isinstance(prompt, Mapping) else prompt or None
+
+
+def headline(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Paired accuracy under both parsers and which one, if any, is comparable with the paper's Table 1."""
+    parsers = {mode: (block.get("overall") or {}).get("paired_accuracy")
+               for mode, block in (result.get("by_parser") or {}).items()}
+    if not parsers:
+        parsers = {result.get("parser", "strict"): (result.get("overall") or {}).get("paired_accuracy")}
+    name = _prompt_name(result)
+    prompt = result.get("prompt")
+    budget = prompt.get("max_new_tokens") if isinstance(prompt, Mapping) else None
+    official = get_prompt(DEFAULT_PROMPT)
+    if name == official.name and budget in (None, official.max_new_tokens):
+        comparable = PAPER_PARSER if PAPER_PARSER in parsers else None
+        why = (f"`{official.name}` prompt, at most {official.max_new_tokens} new tokens, FINER's released "
+               "first-letter parser")
+    elif name == official.name:
+        comparable, why = None, (f"the `{official.name}` prompt, but with at most {budget} new tokens "
+                                 f"(Table 1: {official.max_new_tokens})")
+    elif name:
+        comparable, why = None, f"prompt `{name}` (Table 1 used the `{official.name}` prompt)"
+    else:
+        comparable, why = None, (f"the prompt is not recorded: the `{PAPER_PARSER}` figure is comparable with "
+                                 f"Table 1 only if the answers were made with the `{official.name}` prompt")
+    return {"paired_accuracy": parsers, "prompt": name, "comparable_with_table1": comparable, "reason": why}
+
+
+def report_title(result: Mapping[str, Any]) -> str:
+    """"FINER evaluation: MODEL on FINER-CompreCap 2.0.0" (a local model folder by its own name)."""
+    dataset = dataset_label(result.get("dataset")) or "FINER"
+    return f"FINER evaluation: {model_label(result.get('model'))} on {dataset}" if result.get("model") \
+        else f"FINER evaluation on {dataset}"
+
+
 def report_json(result: Mapping[str, Any], *, title: str = DEFAULT_TITLE) -> str:
-    """The text of ``report.json``: ``result`` plus ``title`` and ``counts``, canonical; positions
-    count from 1 (``by_position``; the 0-based ``by_negated_index`` is not written)."""
+    """The text of ``report.json``: ``result`` plus ``title``, ``counts``, ``headline`` and the
+    interval methods, canonical; positions count from 1 (``by_position``; the 0-based
+    ``by_negated_index`` is not written)."""
     overall = result.get("overall") or {}
     data = dict(result)
     if "settings" in data:
@@ -68,17 +115,20 @@ def report_json(result: Mapping[str, Any], *, title: str = DEFAULT_TITLE) -> str
     if "overall" in data:
         data["overall"] = _public_block(overall)
     data["title"] = title
+    data["headline"] = headline(result)
+    data["intervals"] = {"ci95": BOOTSTRAP, "by_k.ci95": WILSON, "by_position.ci95": WILSON}
     data["counts"] = {
         "pairs": result.get("n_pairs", overall.get("n_pairs")),
         "questions": result.get("n_questions", overall.get("n_questions")),
         "unparseable": overall.get("unparseable"),
+        "missing": overall.get("missing", 0),
         "pairs_by_setting": {name: block.get("n_pairs") for name, block in (result.get("settings") or {}).items()},
     }
     return json.dumps(_jsonable(data), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def _fmt(value: Any, digits: int = 1) -> str:
-    return _DASH if value is None else f"{value:.{digits}f}"
+def _fmt(value: Any, digits: int = 1, none: str = _DASH) -> str:
+    return none if value is None else f"{value:.{digits}f}"
 
 
 def _ci(block: Mapping[str, Any]) -> str:
@@ -100,7 +150,7 @@ def _table(header: list[str], align: list[str], rows: list[list[str]]) -> list[s
 
 
 def _groups(block: Mapping[str, Any], key: str) -> dict[int, Any]:
-    return _positions(block) if key == "by_position" else dict(_int_keys(block.get(key)))
+    return _positions(block) if key == "by_position" else dict(int_keys(block.get(key)))
 
 
 def _grouped_table(result: Mapping[str, Any], key: str, label: str) -> list[str]:
@@ -116,8 +166,28 @@ def _grouped_table(result: Mapping[str, Any], key: str, label: str) -> list[str]
     return _table([label, *settings], ["---:", *("---:" for _ in settings)], rows)
 
 
+def _banner(result: Mapping[str, Any]) -> list[str]:
+    quality = result.get("quality") or {}
+    if not quality.get("message"):
+        return []
+    lead = "No usable result" if quality.get("status") == "unusable" else "Warning"
+    return [f"> **{lead}:** {quality['message']}.", ""]
+
+
+def _headline_lines(result: Mapping[str, Any]) -> list[str]:
+    head = headline(result)
+    figures = ", ".join(f"`{mode}` parser {_fmt(value, none=_NA)}%" for mode, value in head["paired_accuracy"].items())
+    lines = [f"**Paired accuracy: {figures}.**"]
+    if head["comparable_with_table1"]:
+        lines.append(f"The `{head['comparable_with_table1']}` figure is the one comparable with the paper's Table 1 "
+                     f"({head['reason']}).")
+    else:
+        lines.append(f"Neither figure is comparable with the paper's Table 1: {head['reason']}.")
+    return [" ".join(lines), ""]
+
+
 def _provenance(result: Mapping[str, Any]) -> list[str]:
-    """Lines naming what was scored: model and engine, prompt template, dataset version."""
+    """Lines naming what was scored: model and engine, prompt template, dataset version, subset."""
     lines = []
     prompt = result.get("prompt")
     if result.get("model") or result.get("engine"):
@@ -135,9 +205,26 @@ def _provenance(result: Mapping[str, Any]) -> list[str]:
     if isinstance(dataset, Mapping):
         digest = str(dataset.get("manifest_digest") or "")
         verified = "" if dataset.get("verified", True) else " **NOT VERIFIED against its manifest**"
-        lines.append(f"Dataset: {dataset.get('dataset') or dataset.get('source')} {dataset.get('version') or ''} "
-                     f"(manifest {digest[:19] or 'without digest'}){verified}.")
+        lines.append(f"Dataset: {dataset_label(dataset)} (manifest {digest[:19] or 'without digest'}){verified}.")
+    lines += [f"Scored: {note}." for note in result.get("selection_notes") or ()]
     return lines + [""] if lines else []
+
+
+def _coverage(result: Mapping[str, Any]) -> list[str]:
+    coverage = result.get("coverage") or {}
+    if not coverage:
+        return []
+    if not coverage.get("missing") and not coverage.get("ignored"):
+        return ["", f"Coverage: all {coverage.get('total', 0)} questions answered."]
+    lines = ["", "## Coverage", ""]
+    lines += _table(["Setting", "Answered", "Questions", "Coverage (%)"], ["---", "---:", "---:", "---:"],
+                    [[name, str(c["answered"]), str(c["total"]), _fmt(100 * c["answered"] / c["total"] if c["total"] else None)]
+                     for name, c in (coverage.get("by_setting") or {}).items()])
+    if coverage.get("missing"):
+        lines += ["", f"{coverage['missing']} questions have no answer and are scored as wrong (--allow-missing)."]
+    if coverage.get("ignored"):
+        lines += ["", f"{coverage['ignored']} answers to questions outside the scored pairs were ignored."]
+    return lines
 
 
 def report_markdown(result: Mapping[str, Any], *, title: str = DEFAULT_TITLE, plots: bool = True) -> str:
@@ -145,11 +232,13 @@ def report_markdown(result: Mapping[str, Any], *, title: str = DEFAULT_TITLE, pl
     overall = result.get("overall") or {}
     parser = result.get("parser", "strict")
     lines = [f"# {title}", ""]
+    lines += _banner(result)
+    lines += _headline_lines(result)
     lines += _provenance(result)
     lines.append(
         f"{result.get('n_pairs', overall.get('n_pairs', 0))} pairs "
-        f"({result.get('n_questions', overall.get('n_questions', 0))} questions); "
-        f"answer parser `{parser}`; unparseable answers (scored as wrong): {overall.get('unparseable', 0)}."
+        f"({result.get('n_questions', overall.get('n_questions', 0))} questions); the tables below read answers "
+        f"with the `{parser}` parser; unparseable answers (scored as wrong): {overall.get('unparseable', 0)}."
     )
     if parser == "official":
         lines.append("")
@@ -160,9 +249,8 @@ def report_markdown(result: Mapping[str, Any], *, title: str = DEFAULT_TITLE, pl
         )
     if result.get("bootstrap"):
         lines.append("")
-        lines.append(
-            f"95% CI: percentile bootstrap over pairs, {result['bootstrap']} resamples, seed {result.get('seed', 0)}."
-        )
+        lines.append(f"95% CI: {BOOTSTRAP}, {result['bootstrap']} resamples, seed {result.get('seed', 0)}; "
+                     f"by k and by position: {WILSON}.")
 
     lines += ["", "## Paired accuracy (%)", ""]
     lines += _table(
@@ -175,6 +263,20 @@ def report_markdown(result: Mapping[str, Any], *, title: str = DEFAULT_TITLE, pl
             for name, block in _rows(result)
         ],
     )
+    lines += [""] + [f"- {sentence}" for sentence in RANDOM_BASELINES]
+
+    by_parser = result.get("by_parser") or {}
+    if by_parser:
+        comparable = headline(result)["comparable_with_table1"]
+        modes = list(by_parser)
+        lines += ["", "## Paired accuracy (%) under both answer parsers", ""]
+        lines += _table(["Setting", *(f"`{m}`" + (" (Table 1)" if m == comparable else "") for m in modes)],
+                        ["---", *("---:" for _ in modes)],
+                        [[name, *(_fmt(((by_parser[m].get("settings") or {}).get(name) or {}).get("paired_accuracy"))
+                                  for m in modes)] for name in (result.get("settings") or {})]
+                        + [["overall", *(_fmt((by_parser[m].get("overall") or {}).get("paired_accuracy")) for m in modes)]])
+        lines += ["", "`strict` never guesses (an answer that does not state one option is wrong); `official` is "
+                  "FINER's released scorer: the first letter A-E found anywhere in the answer."]
 
     lines += ["", "## Question-level results (%)", ""]
     lines += _table(
@@ -182,87 +284,25 @@ def report_markdown(result: Mapping[str, Any], *, title: str = DEFAULT_TITLE, pl
         ["---", "---:", "---:", "---:", "---:", "---:", "---:"],
         [
             [name, _fmt(block.get("question_accuracy")), _fmt(block.get("positive_accuracy")),
-             _fmt(block.get("negative_accuracy")), _fmt(block.get("false_positive_rate")),
-             _fmt(block.get("false_negative_rate")), str(block.get("unparseable", 0))]
+             _fmt(block.get("negative_accuracy")), _fmt(block.get("false_positive_rate"), none=_NA),
+             _fmt(block.get("false_negative_rate"), none=_NA), str(block.get("unparseable", 0))]
             for name, block in _rows(result)
         ],
     )
     lines += ["", "FP rate: negative questions answered with an option accepting the false premise; "
-              "FN rate: positive questions answered with an option rejecting the true premise."]
+              "FN rate: positive questions answered with an option rejecting the true premise "
+              f"({_NA}: no such answer could be read)."]
+    lines += _coverage(result)
 
     lines += ["", "## Paired accuracy (%) by k", ""]
     lines += _grouped_table(result, "by_k", "k")
     lines += ["", "## Paired accuracy (%) by position of the negated entity", ""]
     lines += _grouped_table(result, "by_position", "position")
     if plots:
-        lines += ["", "## Plots", "", "![Paired accuracy by k](accuracy_by_k.png)", "",
+        lines += ["", "## Plots", "", f"Points show n (pairs) and a 95% {WILSON}.", "",
+                  "![Paired accuracy by k](accuracy_by_k.png)", "",
                   "![False-positive and false-negative rates](fp_fn_rates.png)"]
     return "\n".join(lines) + "\n"
-
-
-def _figure(width: float, height: float) -> tuple[Any, Any]:
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise ModuleNotFoundError(
-            "the report plots need matplotlib (pip install matplotlib), or call write_report(..., plots=False)"
-        ) from exc
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot(1, 1, 1)
-
-
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, format="png", metadata={"Software": None})
-    return path
-
-
-def plot_accuracy_by_k(result: Mapping[str, Any], path: Path, *, title: str = DEFAULT_TITLE) -> Path:
-    """Paired accuracy versus k, one line per setting, the random baselines dashed."""
-    fig, ax = _figure(6.4, 4.2)
-    ks: set[int] = set()
-    for name, block in (result.get("settings") or {}).items():
-        points = [(k, g["paired_accuracy"]) for k, g in _int_keys(block.get("by_k")) if g.get("paired_accuracy") is not None]
-        if points:
-            ks.update(k for k, _ in points)
-            ax.plot([k for k, _ in points], [v for _, v in points], marker="o", label=name)
-    baselines = result.get("random_baselines") or (result.get("overall") or {}).get("random_baselines") or {}
-    for key, style in (("uniform", ":"), ("polarity_aware", "--")):
-        if baselines.get(key) is not None:
-            ax.axhline(baselines[key], color="gray", linestyle=style, linewidth=1,
-                       label=f"random ({key.replace('_', '-')})")
-    ax.set_xlabel("k (number of objects / attributes / relations)")
-    ax.set_ylabel("paired accuracy (%)")
-    ax.set_ylim(0, 100)
-    if ks:
-        ax.set_xticks(sorted(ks))
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    return _save(fig, path)
-
-
-def plot_fp_fn_rates(result: Mapping[str, Any], path: Path, *, title: str = DEFAULT_TITLE) -> Path:
-    """Grouped bars of the false-positive and false-negative rate of each setting."""
-    fig, ax = _figure(6.4, 4.2)
-    settings = list((result.get("settings") or {}).items())
-    xs = list(range(len(settings)))
-    width = 0.38
-    for shift, key, label in ((-width / 2, "false_positive_rate", "false positive"),
-                              (width / 2, "false_negative_rate", "false negative")):
-        values = [block.get(key) or 0.0 for _, block in settings]
-        bars = ax.bar([x + shift for x in xs], values, width, label=label)
-        ax.bar_label(bars, fmt="%.1f", fontsize="small")
-    ax.set_xticks(xs)
-    ax.set_xticklabels([name for name, _ in settings])
-    ax.set_ylabel("rate (%)")
-    ax.set_ylim(0, 105)
-    ax.set_title(title)
-    ax.legend(fontsize="small")
-    return _save(fig, path)
 
 
 def _write_text(path: Path, text: str) -> Path:
@@ -272,18 +312,19 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
-def write_report(result: Mapping[str, Any], out_dir: str | Path, *, title: str = DEFAULT_TITLE,
+def write_report(result: Mapping[str, Any], out_dir: str | Path, *, title: str | None = None,
                  plots: bool = True) -> list[Path]:
     """Write ``report.json``, ``report.md`` and (``plots=True``, needs matplotlib)
     ``accuracy_by_k.png`` and ``fp_fn_rates.png`` into ``out_dir`` (created if needed);
-    return their paths in that order."""
+    return their paths in that order. ``title`` defaults to :func:`report_title`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    title = title or (report_title(result) if result.get("model") or result.get("dataset") else DEFAULT_TITLE)
     written = [
         _write_text(out / "report.json", report_json(result, title=title)),
         _write_text(out / "report.md", report_markdown(result, title=title, plots=plots)),
     ]
     if plots:
-        written.append(plot_accuracy_by_k(result, out / "accuracy_by_k.png", title=title))
-        written.append(plot_fp_fn_rates(result, out / "fp_fn_rates.png", title=title))
+        written.append(plot_accuracy_by_k(result, out / "accuracy_by_k.png"))
+        written.append(plot_fp_fn_rates(result, out / "fp_fn_rates.png"))
     return written

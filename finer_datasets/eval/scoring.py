@@ -3,21 +3,28 @@
 Inputs are the dataset's pair records (``mcq_pair.schema.json`` dicts, e.g. the ``json`` column
 of ``datasets.load_dataset(folder, split=setting)``) and the model's raw answers keyed by
 question id (:func:`load_predictions` reads them from JSONL). :func:`score` parses every answer
-(:func:`finer_datasets.eval.answers.parse_answer`), checks that the answers cover exactly the
-dataset's questions, and returns per setting and pooled:
+(:func:`finer_datasets.eval.answers.parse_answer`), checks the answers against the dataset's
+questions (:func:`check_predictions`), and returns per setting and pooled:
 
 - ``paired_accuracy`` -- Eq. 1: percent of pairs whose positive *and* negative question are right;
 - ``question_accuracy``, ``positive_accuracy``, ``negative_accuracy`` -- percent of questions;
 - ``by_k`` / ``by_position`` -- paired accuracy per number of entities (Fig. 4) and per
-  position of the negated entity, counted from 1 (E.1); ``by_negated_index`` is the same keyed by
-  the records' 0-based ``negated_index`` (kept for the Python API; reports show ``by_position``);
+  position of the negated entity, counted from 1 (E.1), each group with ``n_pairs`` and a 95%
+  Wilson interval ``ci95``; ``by_negated_index`` is the same keyed by the records' 0-based
+  ``negated_index`` (kept for the Python API; reports show ``by_position``);
 - ``false_positive_rate`` -- percent of negative questions answered with an ``affirm`` option
   (accepting a false premise), ``false_negative_rate`` -- percent of positive questions answered
-  with a ``deny`` option (E.7);
-- ``unparseable`` -- answers the parser could not read (scored as wrong);
+  with a ``deny`` option (E.7); ``None`` when none of those answers could be read (0/0 is no rate);
+- ``unparseable`` -- answers the parser could not read, ``missing`` -- questions without an
+  answer (``allow_missing``); both are scored as wrong; ``answered`` -- questions with an answer;
 - ``ci95`` -- a percentile bootstrap interval of the paired accuracy, resampling pairs;
 - ``random_baselines`` -- expected paired accuracy of a uniform guesser (4%) and of a
   polarity-aware guesser (6.25%, E.6), computed analytically from the options.
+
+The result also holds ``by_parser``: paired and question accuracy under both answer parsers
+(``strict`` and the authors' first-letter ``official``), ``coverage`` (answered / total questions
+per setting, answers ignored because their question lies outside the scored pairs) and
+``unparseable_examples`` (the first few raw answers the parser could not read).
 
 Everything is deterministic: the bootstrap uses its own ``numpy.random.default_rng(seed)`` per
 block, never the global RNG.
@@ -34,8 +41,9 @@ from typing import Any, Iterable, Mapping, Sequence
 from finer_datasets.constants import SETTINGS
 from finer_datasets.errors import PredictionsError
 from finer_datasets.eval.answers import LETTERS, PARSER_MODES, parse_answer
+from finer_datasets.eval.intervals import bootstrap_ci, wilson_ci
 from finer_datasets.eval.predictions import load_predictions
-from finer_datasets.mcq.records import pair_rows
+from finer_datasets.mcq.records import POLARITIES, pair_rows
 
 __all__ = [
     "PredictionsError",
@@ -46,6 +54,7 @@ __all__ = [
     "score",
     "summarize",
     "pair_records",
+    "question_ids",
     "RANDOM_UNIFORM",
     "SETTING_ORDER",
 ]
@@ -53,6 +62,8 @@ __all__ = [
 RANDOM_UNIFORM = 4.0  # (1/5)^2, in percent (paper, Table 1 and E.6)
 SETTING_ORDER = SETTINGS  # the paper's order
 _EXAMPLES = 5
+_SHOWN_ANSWERS = 3  # unparseable answers quoted in a result
+_ANSWER_CHARS = 60
 
 
 def _examples(ids: Sequence[str]) -> str:
@@ -88,6 +99,11 @@ def pair_records(records: Iterable[Mapping[str, Any]], settings: Iterable[str] |
     return out
 
 
+def question_ids(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The question ids of pair records, positive then negative of each pair."""
+    return [record[polarity]["question_id"] for record in records for polarity, _ in POLARITIES]
+
+
 def _as_mapping(predictions: Any) -> dict[str, str]:
     """A ``{question_id: response}`` dict; pairs or ``{"question_id", "response"}`` dicts are
     accepted too, and a repeated id among them is a :class:`PredictionsError`."""
@@ -105,24 +121,53 @@ def _as_mapping(predictions: Any) -> dict[str, str]:
     return out
 
 
-def check_predictions(records: Sequence[Mapping[str, Any]], predictions: Mapping[str, str]) -> None:
-    """Raise :class:`PredictionsError` unless ``predictions`` answers exactly the questions of
-    ``records`` (counts and up to 5 examples of missing and unknown ids)."""
+def _per_setting(ids: Sequence[str], setting_of: Mapping[str, str]) -> str:
+    counts = Counter(setting_of[qid] for qid in ids)
+    return ", ".join(f"{s} {counts[s]}" for s in sorted(counts, key=_setting_key))
+
+
+def check_predictions(records: Sequence[Mapping[str, Any]], predictions: Mapping[str, str], *,
+                      other_ids: Iterable[str] = (), allow_missing: bool = False) -> dict[str, Any]:
+    """Check ``predictions`` against the questions of ``records`` and return the coverage.
+
+    An answer whose id is in ``other_ids`` (a question of the dataset outside ``records``: another
+    setting, or past a ``--limit``) is ignored and counted. Raises :class:`PredictionsError` (counts
+    and up to 5 examples) for ids that are neither (unknown), and -- unless ``allow_missing`` --
+    for questions of ``records`` without an answer, counted per setting. Returns ``{"total",
+    "answered", "missing", "ignored", "by_setting": {setting: {"total", "answered"}}}``.
+    """
     expected: list[str] = []
+    setting_of: dict[str, str] = {}
     for record in records:
-        expected += [record["positive"]["question_id"], record["negative"]["question_id"]]
+        for qid in question_ids([record]):
+            expected.append(qid)
+            setting_of[qid] = record["setting"]
     repeated = [qid for qid, n in Counter(expected).items() if n > 1]
     if repeated:
         raise ValueError(f"the dataset repeats {len(repeated)} question id(s) (e.g. {_examples(repeated)})")
-    expected_set = set(expected)
+    others = set(other_ids)
     missing = [qid for qid in expected if qid not in predictions]
-    unknown = [qid for qid in predictions if qid not in expected_set]
-    if missing or unknown:
-        raise PredictionsError(
-            f"predictions do not match the dataset's {len(expected)} questions: {_id_problems(missing, (), unknown)}",
-            missing=missing,
-            unknown=unknown,
-        )
+    unknown = [qid for qid in predictions if qid not in setting_of and qid not in others]
+    if unknown or (missing and not allow_missing):
+        parts = []
+        if missing and not allow_missing:
+            parts.append(f"{len(missing)} missing question id(s) ({_per_setting(missing, setting_of)}; "
+                         f"e.g. {_examples(missing)}): answer them, score fewer settings (--setting) "
+                         "or count them wrong (--allow-missing)")
+        if unknown:
+            parts.append(f"{len(unknown)} unknown question id(s) (not in this dataset; e.g. {_examples(unknown)})")
+        raise PredictionsError(f"predictions do not match the dataset's {len(expected)} questions: "
+                               + "; ".join(parts), missing=missing, unknown=unknown)
+    totals = Counter(setting_of.values())
+    lacking = Counter(setting_of[qid] for qid in missing)
+    return {
+        "total": len(expected),
+        "answered": len(expected) - len(missing),
+        "missing": len(missing),
+        "ignored": sum(1 for qid in predictions if qid in others and qid not in setting_of),
+        "by_setting": {s: {"total": totals[s], "answered": totals[s] - lacking[s]}
+                       for s in sorted(totals, key=_setting_key)},
+    }
 
 
 @dataclass(frozen=True)
@@ -139,6 +184,7 @@ class PairOutcome:
     false_positive: bool  # the negative question was answered with an "affirm" option
     false_negative: bool  # the positive question was answered with a "deny" option
     polarity_aware_chance: Fraction  # probability that a polarity-aware guesser gets the pair right
+    missing: int = 0  # questions of the pair without an answer (their letter is None too)
 
     @property
     def paired_correct(self) -> bool:
@@ -146,7 +192,8 @@ class PairOutcome:
 
     @property
     def unparseable(self) -> int:
-        return (self.positive_letter is None) + (self.negative_letter is None)
+        """Answers given but not read (a missing answer is not counted here)."""
+        return (self.positive_letter is None) + (self.negative_letter is None) - self.missing
 
 
 def _chosen_type(question: Mapping[str, Any], letter: str | None) -> str | None:
@@ -163,9 +210,11 @@ def _polarity_aware_chance(question: Mapping[str, Any]) -> Fraction:
     return Fraction(1, len(kinds)) * Fraction(1, types.count(kind))
 
 
-def pair_outcome(record: Mapping[str, Any], positive_letter: str | None, negative_letter: str | None) -> PairOutcome:
+def pair_outcome(record: Mapping[str, Any], positive_letter: str | None, negative_letter: str | None, *,
+                 missing: int = 0) -> PairOutcome:
     """The outcome of one pair record given the letters parsed from its two answers (``None``:
-    unparseable, counted as wrong). A pure function: no parsing, no I/O, no randomness."""
+    unparseable or, counted in ``missing``, not answered; scored as wrong). A pure function: no
+    parsing, no I/O, no randomness."""
     pos, neg = record["positive"], record["negative"]
     for letter in (positive_letter, negative_letter):
         if letter is not None and letter not in LETTERS:
@@ -181,6 +230,7 @@ def pair_outcome(record: Mapping[str, Any], positive_letter: str | None, negativ
         false_positive=_chosen_type(neg, negative_letter) == "affirm",
         false_negative=_chosen_type(pos, positive_letter) == "deny",
         polarity_aware_chance=_polarity_aware_chance(pos) * _polarity_aware_chance(neg),
+        missing=missing,
     )
 
 
@@ -188,36 +238,16 @@ def _percent(count: int | float, total: int) -> float | None:
     return 100.0 * count / total if total else None
 
 
-def _bootstrap_ci(values: Sequence[bool], resamples: int, seed: int) -> list[float] | None:
-    """Percentile 95% interval of the mean (in percent), resampling ``values`` with replacement."""
-    n = len(values)
-    if not n or resamples <= 0:
-        return None
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    data = np.asarray(values, dtype=np.float64)
-    means = np.empty(resamples, dtype=np.float64)
-    rows = max(1, 2_000_000 // n)  # bound the index matrix to ~16 MB
-    for start in range(0, resamples, rows):
-        stop = min(resamples, start + rows)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = data[idx].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return [float(100.0 * low), float(100.0 * high)]
-
-
 def _by(outcomes: Sequence[PairOutcome], key: str) -> dict[int, dict[str, Any]]:
     groups: dict[int, list[PairOutcome]] = {}
     for o in outcomes:
         groups.setdefault(getattr(o, key), []).append(o)
-    return {
-        value: {
-            "paired_accuracy": _percent(sum(o.paired_correct for o in group), len(group)),
-            "n_pairs": len(group),
-        }
-        for value, group in sorted(groups.items())
-    }
+    out = {}
+    for value, group in sorted(groups.items()):
+        right = sum(o.paired_correct for o in group)
+        out[value] = {"paired_accuracy": _percent(right, len(group)), "n_pairs": len(group),
+                      "ci95": wilson_ci(right, len(group))}
+    return out
 
 
 def summarize(outcomes: Sequence[PairOutcome], *, bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
@@ -226,22 +256,29 @@ def summarize(outcomes: Sequence[PairOutcome], *, bootstrap: int = 1000, seed: i
     paired = [o.paired_correct for o in outcomes]
     pos_right = sum(o.positive_correct for o in outcomes)
     neg_right = sum(o.negative_correct for o in outcomes)
+    pos_read = sum(o.positive_letter is not None for o in outcomes)
+    neg_read = sum(o.negative_letter is not None for o in outcomes)
     polarity = sum((o.polarity_aware_chance for o in outcomes), Fraction(0))
+    missing = sum(o.missing for o in outcomes)
     by_index = _by(outcomes, "negated_index")
     return {
         "n_pairs": n,
         "n_questions": 2 * n,
+        "answered": 2 * n - missing,
+        "read": pos_read + neg_read,
         "paired_accuracy": _percent(sum(paired), n),
         "question_accuracy": _percent(pos_right + neg_right, 2 * n),
         "positive_accuracy": _percent(pos_right, n),
         "negative_accuracy": _percent(neg_right, n),
-        "false_positive_rate": _percent(sum(o.false_positive for o in outcomes), n),
-        "false_negative_rate": _percent(sum(o.false_negative for o in outcomes), n),
+        # over every question of the kind, as in the paper; no rate when no such answer could be read
+        "false_positive_rate": _percent(sum(o.false_positive for o in outcomes), n) if neg_read else None,
+        "false_negative_rate": _percent(sum(o.false_negative for o in outcomes), n) if pos_read else None,
         "unparseable": sum(o.unparseable for o in outcomes),
+        "missing": missing,
         "by_k": _by(outcomes, "k"),
         "by_negated_index": by_index,
         "by_position": {index + 1: group for index, group in by_index.items()},
-        "ci95": _bootstrap_ci(paired, bootstrap, seed),
+        "ci95": bootstrap_ci(paired, bootstrap, seed),
         "random_baselines": {
             "uniform": RANDOM_UNIFORM,
             "polarity_aware": float(100 * polarity / n) if n else None,
@@ -249,8 +286,27 @@ def summarize(outcomes: Sequence[PairOutcome], *, bootstrap: int = 1000, seed: i
     }
 
 
+def _parser_block(outcomes: Sequence[PairOutcome]) -> dict[str, Any]:
+    n = len(outcomes)
+    return {"paired_accuracy": _percent(sum(o.paired_correct for o in outcomes), n),
+            "question_accuracy": _percent(sum(o.positive_correct + o.negative_correct for o in outcomes), 2 * n),
+            "unparseable": sum(o.unparseable for o in outcomes)}
+
+
 def _setting_key(setting: str) -> tuple[int, str]:
     return (SETTING_ORDER.index(setting) if setting in SETTING_ORDER else len(SETTING_ORDER), setting)
+
+
+def _by_setting(outcomes: Sequence[PairOutcome]) -> dict[str, list[PairOutcome]]:
+    groups: dict[str, list[PairOutcome]] = {}
+    for o in outcomes:
+        groups.setdefault(o.setting, []).append(o)
+    return {name: groups[name] for name in sorted(groups, key=_setting_key)}
+
+
+def _shown(answer: str) -> str:
+    text = " ".join(answer.split())
+    return text if len(text) <= _ANSWER_CHARS else text[: _ANSWER_CHARS - 1] + "…"
 
 
 def score(
@@ -260,47 +316,60 @@ def score(
     parser: str = "strict",
     bootstrap: int = 1000,
     seed: int = 0,
+    allow_missing: bool = False,
+    other_ids: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Score raw answers against pair records.
 
     ``predictions`` maps question ids to raw model output (:func:`load_predictions`); every
-    question of ``records`` must be answered exactly once and no other id may appear, else
-    :class:`PredictionsError`. ``parser`` is ``"strict"`` or ``"official"``
-    (:func:`~finer_datasets.eval.answers.parse_answer`). ``bootstrap`` resamples (0: no interval)
-    with ``numpy.random.default_rng(seed)`` give ``ci95`` of each block.
+    question of ``records`` must be answered exactly once (``allow_missing``: a question without
+    an answer counts as wrong) and no other id may appear, except those of ``other_ids`` (the
+    dataset's questions outside ``records``, ignored and counted), else :class:`PredictionsError`.
+    ``parser`` is ``"strict"`` or ``"official"`` (:func:`~finer_datasets.eval.answers.parse_answer`):
+    it gives the main blocks, and ``by_parser`` holds both. ``bootstrap`` resamples (0: no
+    interval) with ``numpy.random.default_rng(seed)`` give ``ci95`` of each block.
 
     Returns ``{"parser", "bootstrap", "seed", "n_pairs", "n_questions", "settings": {setting:
-    block}, "overall": block, "random_baselines"}``; percentages are floats in [0, 100]
-    (``None`` for an empty group) and ``by_k`` / ``by_position`` / ``by_negated_index`` are keyed by int.
+    block}, "overall": block, "random_baselines", "by_parser", "coverage", "unparseable_examples"}``;
+    percentages are floats in [0, 100] (``None`` for an empty group or a rate with no answer read)
+    and ``by_k`` / ``by_position`` / ``by_negated_index`` are keyed by int.
     """
     if parser not in PARSER_MODES:
         raise ValueError(f"unknown parser mode {parser!r}; expected one of {', '.join(PARSER_MODES)}")
     records = pair_records(records)
     predictions = _as_mapping(predictions)
-    check_predictions(records, predictions)
+    coverage = check_predictions(records, predictions, other_ids=other_ids, allow_missing=allow_missing)
 
-    outcomes: list[PairOutcome] = []
+    outcomes: dict[str, list[PairOutcome]] = {mode: [] for mode in PARSER_MODES}
+    examples: list[str] = []
     for record in records:
         pos, neg = record["positive"], record["negative"]
-        pos_letter = parse_answer(predictions[pos["question_id"]], pos["options"], mode=parser)
-        neg_letter = parse_answer(predictions[neg["question_id"]], neg["options"], mode=parser)
-        outcomes.append(pair_outcome(record, pos_letter, neg_letter))
+        pos_text, neg_text = predictions.get(pos["question_id"]), predictions.get(neg["question_id"])
+        missing = (pos_text is None) + (neg_text is None)
+        for mode in PARSER_MODES:
+            letters = [parse_answer(text, q["options"], mode=mode) for text, q in ((pos_text, pos), (neg_text, neg))]
+            outcomes[mode].append(pair_outcome(record, *letters, missing=missing))
+            for text, letter in zip((pos_text, neg_text), letters):
+                if mode == parser and text is not None and letter is None and len(examples) < _SHOWN_ANSWERS \
+                        and _shown(text) not in examples:
+                    examples.append(_shown(text))
 
-    by_setting: dict[str, list[PairOutcome]] = {}
-    for o in outcomes:
-        by_setting.setdefault(o.setting, []).append(o)
-    settings = {
-        name: summarize(by_setting[name], bootstrap=bootstrap, seed=seed)
-        for name in sorted(by_setting, key=_setting_key)
-    }
-    overall = summarize(outcomes, bootstrap=bootstrap, seed=seed)
+    chosen = outcomes[parser]
+    settings = {name: summarize(group, bootstrap=bootstrap, seed=seed) for name, group in _by_setting(chosen).items()}
+    overall = summarize(chosen, bootstrap=bootstrap, seed=seed)
+    by_parser = {mode: {"overall": _parser_block(outcomes[mode]),
+                        "settings": {name: _parser_block(group) for name, group in _by_setting(outcomes[mode]).items()}}
+                 for mode in PARSER_MODES}
     return {
         "parser": parser,
         "bootstrap": bootstrap,
         "seed": seed,
-        "n_pairs": len(outcomes),
-        "n_questions": 2 * len(outcomes),
+        "n_pairs": len(chosen),
+        "n_questions": 2 * len(chosen),
         "settings": settings,
         "overall": overall,
         "random_baselines": dict(overall["random_baselines"]),
+        "by_parser": by_parser,
+        "coverage": coverage,
+        "unparseable_examples": examples,
     }

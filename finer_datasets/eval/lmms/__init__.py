@@ -12,9 +12,19 @@ and a group per benchmark, ``finer_compre_cap`` and ``finer_docci``) and name th
   :mod:`finer_datasets.eval.prompts`; ``lmms_eval_specific_kwargs: {default: {prompt: ...}}``
   picks another template);
 * :func:`process_results` -- one record per question carrying its pair id and everything scoring needs;
-* :func:`paired_accuracy` / :func:`question_accuracy` -- aggregations that rebuild the pairs and
-  call :func:`finer_datasets.eval.scoring.score` (strict parser): the numbers ``finer score``
-  gives for the same answers, in percent. Pairs cut by ``--limit`` are left out.
+* :func:`paired_accuracy` (metric ``acc_paired``), :func:`paired_accuracy_official`
+  (``acc_paired_official``) and :func:`question_accuracy` (``acc_question``) -- aggregations that
+  rebuild the pairs and call :func:`finer_datasets.eval.scoring.score`, with the strict parser and
+  with FINER's released first-letter parser: the numbers ``finer score`` (``--parser strict`` /
+  ``official``) gives for the same answers, in percent. Pairs cut by ``--limit`` are left out.
+
+The metric names (:data:`METRICS`) avoid the prefix ``paired_``: lmms-eval's results table
+(``lmms_eval.utils.make_table``, 0.7.3) skips every metric whose name starts with it, a prefix it
+keeps for the columns of its ``--baseline`` comparison (``paired_baseline``, ``paired_ci_lower``,
+``paired_pvalue``, ...). ``acc_paired`` is the paper's notation (Acc_paired) and sorts first.
+With ``--log_samples``, each line of lmms-eval's ``samples_<task>.jsonl`` holds our item under
+each metric name: ``finer score --from lmms-eval`` reads them back into the full report
+(:mod:`finer_datasets.eval.lmms.samples`).
 
 Use them with ``--include_path $(python -m finer_datasets.eval.lmms)`` or
 ``LMMS_EVAL_PLUGINS=finer_datasets.eval.lmms``; ``finer export DATASET --format lmms-eval --out
@@ -34,8 +44,8 @@ from finer_datasets.eval.prompts import DEFAULT_PROMPT, get_prompt
 from finer_datasets.mcq.records import QUESTION_COLUMNS, pair_rows, question_rows
 
 __all__ = ["questions_view", "doc_to_visual", "doc_to_text", "process_results", "paired_accuracy",
-           "question_accuracy", "pairs_from_items", "write_tasks", "task_yamls", "shipped_files", "TASKS_DIR",
-           "BENCHMARKS",
+           "paired_accuracy_official", "question_accuracy", "pairs_from_items", "write_tasks", "task_yamls",
+           "shipped_files", "TASKS_DIR", "BENCHMARKS", "METRICS",
            *(f"process_docs_{s}" for s in SETTINGS)]
 
 logger = logging.getLogger(__name__)
@@ -43,6 +53,9 @@ logger = logging.getLogger(__name__)
 TASKS_DIR = Path(__file__).parent / "tasks"
 #: lmms-eval group name -> the dataset (Hub id) its shipped tasks read
 BENCHMARKS = {"finer_compre_cap": "finer/compre_cap", "finer_docci": "finer/docci"}
+#: metric name -> its aggregation function (``utils.<name>`` in the task files); names avoid ``paired_*``
+METRICS = {"acc_paired": "paired_accuracy", "acc_paired_official": "paired_accuracy_official",
+           "acc_question": "question_accuracy"}
 _ITEM_FIELDS = ("question_id", "pair_id", "setting", "polarity", "k", "negated_index", "options", "option_types",
                 "answer")
 
@@ -51,8 +64,8 @@ _ITEM_FIELDS = ("question_id", "pair_id", "setting", "polarity", "k", "negated_i
 
 
 def questions_view(images: Any, settings: Iterable[str] | None = None) -> Any:
-    """One row per question (``question_rows`` columns + ``image_index``) of a per-image
-    ``datasets.Dataset``; the ``image`` column is added on access (decoded once per image)."""
+    """One row per question (``question_rows`` columns + ``image``, a lazily decoded ``Image()``
+    column whose cells point into the image store) of a per-image ``datasets.Dataset``."""
     chosen = None if settings is None else tuple(settings)
     return flat_view(images, lambda record: [q for pair in pair_rows(record, chosen) for q in question_rows(pair)],
                      empty=QUESTION_COLUMNS)
@@ -88,7 +101,7 @@ def process_results(doc: Mapping[str, Any], results: Sequence[Any]) -> dict[str,
     item = {key: doc[key] for key in _ITEM_FIELDS}
     item["options"], item["option_types"] = list(item["options"]), list(item["option_types"])
     item["response"] = "" if response is None else str(response)
-    return {"paired_accuracy": item, "question_accuracy": item}
+    return {metric: item for metric in METRICS}
 
 
 # ------------------------------------------------------------------ aggregation
@@ -112,23 +125,28 @@ def pairs_from_items(items: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str,
     return complete, {qid: text for qid, text in responses.items() if qid in kept}
 
 
-def _overall(items: Iterable[Mapping[str, Any]], key: str) -> float:
+def _overall(items: Iterable[Mapping[str, Any]], key: str, parser: str = "strict") -> float:
     from finer_datasets.eval.scoring import score
 
     pairs, responses = pairs_from_items(items)
     if not pairs:
         return 0.0
-    value = score(pairs, responses, parser="strict", bootstrap=0)["overall"][key]
+    value = score(pairs, responses, parser=parser, bootstrap=0)["overall"][key]
     return float(value) if value is not None else 0.0
 
 
 def paired_accuracy(items: Iterable[Mapping[str, Any]]) -> float:
-    """Paired accuracy in percent (paper, Eq. 1), as ``finer score`` computes it."""
+    """Paired accuracy in percent (paper, Eq. 1), as ``finer score`` computes it (strict parser)."""
     return _overall(items, "paired_accuracy")
 
 
+def paired_accuracy_official(items: Iterable[Mapping[str, Any]]) -> float:
+    """Paired accuracy in percent with FINER's released first-letter parser (``finer score --parser official``)."""
+    return _overall(items, "paired_accuracy", "official")
+
+
 def question_accuracy(items: Iterable[Mapping[str, Any]]) -> float:
-    """Per-question accuracy in percent, over the same pairs."""
+    """Per-question accuracy in percent, over the same pairs (strict parser)."""
     return _overall(items, "question_accuracy")
 
 
@@ -151,17 +169,17 @@ def task_yamls(group: str = "finer_compre_cap", dataset: str | None = None, revi
         "  num_beams: 1\n"
         f"lmms_eval_specific_kwargs:\n  default:\n    prompt: {template.name}\n"
         "metric_list:\n"
-        "  - metric: paired_accuracy\n    aggregation: !function utils.paired_accuracy\n    higher_is_better: true\n"
-        "  - metric: question_accuracy\n    aggregation: !function utils.question_accuracy\n    higher_is_better: true\n"
-        "metadata:\n  version: 1.0\n")}
+        + "".join(f"  - metric: {metric}\n    aggregation: !function utils.{function}\n    higher_is_better: true\n"
+                  for metric, function in METRICS.items())
+        + "metadata:\n  version: 1.1\n")}
     for setting in SETTINGS:
         files[f"{group}_{setting}.yaml"] = (f"task: {group}_{setting}\ninclude: _{group}_template_yaml\n"
                                             f"process_docs: !function utils.process_docs_{setting}\n")
     files[f"{group}.yaml"] = (f"group: {group}\ntask:\n" + "".join(f"  - {group}_{s}\n" for s in SETTINGS)
                               + "aggregate_metric_list:\n"
                               + "".join(f"  - metric: {m}\n    aggregation: mean\n    weight_by_size: true\n"
-                                        for m in ("paired_accuracy", "question_accuracy"))
-                              + "metadata:\n  version: 1.0\n")
+                                        for m in METRICS)
+                              + "metadata:\n  version: 1.1\n")
     return files
 
 
