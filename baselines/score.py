@@ -2,6 +2,7 @@
 
     python baselines/score.py finer/compre_cap --revision v1.0.0 --model Qwen/Qwen2.5-VL-7B-Instruct --out runs/qwen7b
     python baselines/score.py out/compre_cap --model PATH --engine letters --batch-size 16 --out runs/x
+    python baselines/score.py out/compre_cap --model runs/smoke --out runs/smoke-eval   # a LoRA adapter folder
     python baselines/score.py out/compre_cap --engine openai --base-url http://127.0.0.1:8000/v1 \\
         --model Qwen/Qwen2.5-VL-7B-Instruct --concurrency 32 --out runs/qwen7b-vllm
     python baselines/score.py --config run.yaml          # the same fields as YAML; flags override it
@@ -23,8 +24,10 @@ resuming with another model, engine, prompt or dataset is refused. The report (`
 ``report.md``, plots) is written to ``OUT`` at the end.
 
 Exit status, as for ``finer``: 0 success; 2 bad usage (an option value, a model that cannot be
-loaded); 3 the dataset does not verify; 5 the model server failed or left questions unanswered;
-6 ``--out`` holds another run; 130 interrupted (answers so far are kept).
+loaded, a dataset that is not a FINER benchmark); 3 the dataset does not verify; 5 the model server
+failed or left questions unanswered; 6 ``--out`` holds another run; 7 no answer could be read
+(written report, banner says why); 130 interrupted (answers so far are kept). More than 10% of
+the answers unparseable gives one warning line and a banner at the top of ``report.md``.
 """
 
 from __future__ import annotations
@@ -38,21 +41,25 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from finer_datasets.constants import canonical_settings
+from finer_datasets.constants import canonical_settings, require_kind
 from finer_datasets.cli import guarded
 from finer_datasets.errors import LLMError, UsageError
 from finer_datasets.eval.answers import PARSER_MODES
+from finer_datasets.eval.quality import require_usable
 from finer_datasets.eval.prompts import DEFAULT_PROMPT, PROMPTS, get_prompt
 
 logger = logging.getLogger("finer.score")
 
 ENGINES = ("generate", "letters", "openai")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
 @dataclass
 class ScoreArgs:
     dataset: str = field(default="finer/compre_cap", metadata={"help": "built dataset folder or Hub id"})
-    model: str = field(default="", metadata={"help": "model id or folder (HF engines), or the served model id (openai)"})
+    model: str = field(default="", metadata={
+        "help": "model id or folder, or a PEFT adapter folder such as train_dpo.py saves (HF engines); the served "
+                "model id (openai)"})
     revision: str | None = field(default=None, metadata={"help": "dataset revision, e.g. v1.0.0 (Hub ids only)"})
     model_revision: str | None = field(default=None, metadata={"help": "model revision (HF engines)"})
     settings: list[str] | None = field(default=None, metadata={"help": "score only this setting (repeatable; default all)"})
@@ -62,7 +69,9 @@ class ScoreArgs:
     batch_size: int = field(default=16, metadata={"help": "questions per forward pass (letters engine)"})
     parser: str = field(default="strict", metadata={"help": "answer parser for the report: strict or official"})
     limit: int | None = field(default=None, metadata={"help": "only the first N pairs of each setting"})
-    dtype: str = field(default="auto", metadata={"help": "model dtype (auto, bfloat16, float32, ...)"})
+    dtype: str = field(default="auto", metadata={"help": "model dtype: auto, bfloat16, float16 or float32"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "let transformers run the model repository's own code (HF engines; models not in transformers)"})
     device: str | None = field(default=None, metadata={"help": "cuda, cpu, ... (default: cuda if available)"})
     base_url: str | None = field(default=None, metadata={"help": "openai engine: the endpoint, e.g. http://127.0.0.1:8000/v1"})
     api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "openai engine: variable holding the API key"})
@@ -78,11 +87,24 @@ class ScoreArgs:
 
 
 _TYPES = {"int": int, "int | None": int, "float": float}
+#: numeric options -> (what they must be, test); checked on flags and config values alike
+_RANGES = {**{name: ("a positive integer", lambda v: v >= 1)
+              for name in ("batch_size", "concurrency", "max_new_tokens", "limit")},
+           "timeout": ("a positive number of seconds", lambda v: v > 0),
+           "max_retries": ("0 or more", lambda v: v >= 0),
+           "bootstrap": ("0 or more", lambda v: v >= 0)}
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line (exit 2 through :func:`finer_datasets.cli.guarded`), not the usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="score.py", description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset_arg", metavar="DATASET", nargs="?", help="built dataset folder or Hub id (or --dataset)")
     p.add_argument("--config", help="YAML file with any of the fields below (flags override it)")
     for f in fields(ScoreArgs):
@@ -106,17 +128,13 @@ def parse_args(argv: list[str] | None = None) -> ScoreArgs:
     ns = _parser().parse_args(argv)
     values: dict[str, Any] = {}
     if ns.config:
-        import yaml
+        from finer_datasets.core.config_file import load_yaml_mapping
 
-        try:
-            loaded = yaml.safe_load(Path(ns.config).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise UsageError(f"--config {ns.config}: cannot read it ({exc})") from exc
-        if not isinstance(loaded, dict):
-            raise UsageError(f"--config {ns.config}: expected a mapping of field names to values")
-        values.update({str(k).replace("-", "_"): v for k, v in loaded.items()})
+        loaded = load_yaml_mapping(ns.config)
+        values.update({k.replace("-", "_"): v for k, v in loaded.items()})
         if "setting" in values:
             values["settings"] = values.pop("setting")
+        _check_config_types(ns.config, values)
     values.update({k: v for k, v in vars(ns).items() if k not in ("config", "dataset_arg") and v is not None})
     if ns.dataset_arg:
         values["dataset"] = ns.dataset_arg
@@ -134,13 +152,40 @@ def parse_args(argv: list[str] | None = None) -> ScoreArgs:
     if args.engine == "openai" and not args.base_url:
         raise UsageError("--engine openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
     get_prompt(args.prompt)
+    if args.dtype not in DTYPES:
+        raise UsageError(f"--dtype {args.dtype!r}: use one of {', '.join(DTYPES)}")
     if args.parser not in PARSER_MODES:
         raise UsageError(f"--parser {args.parser!r}: use one of {', '.join(PARSER_MODES)}")
-    for name in ("batch_size", "concurrency", "max_new_tokens", "limit"):
+    for name, (wanted, ok) in _RANGES.items():
         value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+        if value is not None and not ok(value):
+            raise UsageError(f"--{name.replace('_', '-')} must be {wanted}, got {value}")
     return args
+
+
+def _check_config_types(path: str, values: dict[str, Any]) -> None:
+    """Each config value has its field's type (a number where a number goes...), else one line."""
+    kinds = {f.name: str(f.type) for f in fields(ScoreArgs)}
+    for name, value in values.items():
+        kind = kinds.get(name)
+        if kind is None or value is None:
+            continue  # unknown names are reported together afterwards
+        if kind == "list[str] | None":
+            ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        elif kind == "bool":
+            ok = isinstance(value, bool)
+        elif kind.startswith("int"):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif kind == "float":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise UsageError(f"--config {path}: {name}: {value!r} is not {_KIND_NAMES.get(kind, 'a string')}")
+
+
+_KIND_NAMES = {"list[str] | None": "a setting name or a list of them", "bool": "true or false",
+               "int": "an integer", "int | None": "an integer", "float": "a number"}
 
 
 def done_ids(path: Path) -> set[str]:
@@ -180,8 +225,9 @@ def _load(args: ScoreArgs, out: Path, max_new: int) -> Any:
                                    logprobs=args.logprobs)
     from finer_datasets.eval.engines import VisionLanguageModel
 
+    extra = {"trust_remote_code": True} if args.trust_remote_code else {}
     return VisionLanguageModel.from_pretrained(args.model, dtype=args.dtype, device=args.device,
-                                               revision=args.model_revision)
+                                               revision=args.model_revision, **extra)
 
 
 def _ask(args: ScoreArgs, model: Any, questions: Any, todo: int, write: _Appender, out: Path, max_new: int) -> None:
@@ -208,7 +254,8 @@ def _ask(args: ScoreArgs, model: Any, questions: Any, todo: int, write: _Appende
 def main(args: ScoreArgs, *, vlm: Any = None) -> dict[str, Any]:
     """Answer every question still unanswered in ``args.out``, then score and report."""
     from finer_datasets.eval.questions import image_questions, select_pairs
-    from finer_datasets.eval.report import write_report
+    from finer_datasets.eval.quality import assess, warn
+    from finer_datasets.eval.report import report_title, write_report
     from finer_datasets.eval.runinfo import claim_run, run_record
     from finer_datasets.eval.scoring import load_predictions, score
     from finer_datasets.hub.resolve import resolve_dataset
@@ -218,6 +265,8 @@ def main(args: ScoreArgs, *, vlm: Any = None) -> dict[str, Any]:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is an existing file; give a folder")
     dataset = resolve_dataset(args.dataset, revision=args.revision, allow_unverified=args.allow_unverified)
+    require_kind(next(iter_records(dataset.folder, dataset.manifest), None), "benchmark", subject=args.dataset,
+                 action="baselines/score.py")
     template = get_prompt(args.prompt)
     max_new = args.max_new_tokens or template.max_new_tokens
     served = args.engine == "openai"
@@ -251,10 +300,15 @@ def main(args: ScoreArgs, *, vlm: Any = None) -> dict[str, Any]:
                 model.close()
     answers = {qid: text for qid, text in load_predictions(predictions).items() if qid in wanted}
     result = score(pairs, answers, parser=args.parser, bootstrap=args.bootstrap, seed=args.seed)
-    name = args.name or args.model
-    result.update(model=name, engine=args.engine, prompt=template.describe(), dataset=dataset.provenance(), run=record)
+    notes = [f"settings {', '.join(args.settings)} only (--setting)"] if args.settings else []
+    notes += [f"the first {args.limit} pairs of each setting (--limit {args.limit})"] if args.limit else []
+    result.update(model=args.name or args.model, engine=args.engine, prompt=template.describe(), run=record,
+                  dataset={**dataset.provenance(), "pretty_name": dataset.manifest.get("pretty_name")},
+                  selection_notes=notes)
     result["prompt"]["max_new_tokens"] = record["max_new_tokens"]
-    write_report(result, out, title=f"FINER evaluation: {name} on {args.dataset}")
+    result["quality"] = assess(result, getattr(args, "max_unparseable", None))
+    write_report(result, out, title=report_title(result))
+    warn(result["quality"])  # one line when many answers are unparseable; cli() exits 7 when none is readable
     return result
 
 
@@ -269,6 +323,7 @@ def cli(argv: list[str] | None = None) -> int:
         for name, block in result["settings"].items():
             print(f"{name:>10}: paired accuracy {block['paired_accuracy']:.1f}% ({block['n_pairs']} pairs)")
         print(f"report: {Path(args.out) / 'report.md'}")
+        require_usable(result["quality"], args.out)  # exit 7: no answer could be read
         return 0
 
     return guarded(run, interrupted="interrupted; the answers so far are kept: rerun the same command to resume")

@@ -1,28 +1,37 @@
 """Reference DPO training on FINER-Tuning (paper section 3, Table 10) with TRL + PEFT LoRA.
 
-    python baselines/train_dpo.py --config baselines/configs/qwen2.5-vl-7b.yaml --dataset finer/tuning
+    python baselines/train_dpo.py --config baselines/configs/qwen2.5-vl-7b.yaml --dataset out/tuning
     python baselines/train_dpo.py --config baselines/configs/qwen2.5-vl-7b.yaml --dataset tuples.jsonl --fast \\
         --eval compre_cap --output_dir runs/qwen25vl-finer
     accelerate launch --config_file baselines/configs/accelerate_ddp.yaml --num_processes 2 \\
-        baselines/train_dpo.py --config baselines/configs/qwen2.5-vl-7b.yaml --dataset finer/tuning --fast
+        baselines/train_dpo.py --config baselines/configs/qwen2.5-vl-7b.yaml --dataset out/tuning --fast
+    # CPU smoke run: a tiny random model and the built samples (baselines/README.md)
+    python baselines/train_dpo.py --config baselines/configs/qwen2.5-vl-7b.yaml --model_name_or_path tiny-vlm \\
+        --dataset tuning-sample --output_dir runs/smoke --max_steps 2 --max_train_samples 32 \\
+        --global_batch_size 8 --logging_steps 1 --use_cpu
 
 Options come from three dataclasses parsed by ``trl.TrlParser``: the script's own (below), TRL's
 ``DPOConfig`` (optimiser, schedule, batch sizes, beta, loss_type, max_length, bf16, DeepSpeed,
-logging, saving) and TRL's ``ModelConfig`` (model, dtype, attention, LoRA). ``--config file.yaml``
-sets any of them; flags override it. ``python baselines/train_dpo.py --help`` lists them all.
+logging, saving, trust_remote_code) and TRL's ``ModelConfig`` (model, dtype, attention, LoRA).
+``--config file.yaml`` sets any of them; flags override it. ``python baselines/train_dpo.py --help``
+lists them all. A bad option or config file is one ``error: ...`` line, exit status 2. Where bf16
+cannot run (``--use_cpu``, no CUDA bf16) a preset's bf16 becomes float32, with one warning line.
 
 Data: TRL's conversational vision preference format (``images``, ``prompt``, ``chosen``,
 ``rejected``; see ``finer_datasets.train.data``) from a JSONL file of tuples, from
 ``finer_datasets.load_finer(path, view="trl")`` (a built FINER-Tuning folder or Hub id), or from any
 ``datasets.load_dataset`` source in that format (``--dataset_loader datasets``). Optional columns
-``subset`` and ``query_type`` drive the ablation presets (paper Tables 4-5).
+``subset`` and ``query_type`` drive the ablation presets (paper Tables 4-5). Fewer tuples than
+``--max_train_samples`` is refused unless ``--allow_fewer_samples``. Images larger than
+``--image_max_pixels`` are shrunk (aspect ratio kept) before the processor, for every model.
 
 Training: ``trl.DPOTrainer`` by default (TRL's layout); ``--fast`` runs the packed step of
 ``finer_datasets.train`` (one ``[prompt|chosen|rejected]`` row per tuple, the vision tower once per
 image, reference log-probs cached from one inference pass, no gradient checkpointing when the
-micro-batch fits) with the same loss and gradients. The LoRA adapter is saved to ``--output_dir``.
-``--eval compre_cap`` (or ``docci``) then scores the trained model with ``baselines/score.py`` and
-writes one report (``report.json``, ``report.md``) with the training and benchmark results.
+micro-batch fits) with the same loss and gradients. The LoRA adapter is saved to ``--output_dir``
+(``baselines/score.py --model OUTPUT_DIR`` scores it). ``--eval compre_cap`` (or ``docci``) then
+scores the trained model with ``baselines/score.py`` and writes one report (``report.json``,
+``report.md``) with the training and benchmark results.
 """
 
 from __future__ import annotations
@@ -53,20 +62,27 @@ class ScriptArguments:
     dataset_split: str = field(default="train", metadata={"help": "split to train on"})
     dataset_revision: str | None = field(default=None, metadata={"help": "dataset revision (Hub tag or commit)"})
     subsets: list[str] | None = field(default=None, metadata={
-        "help": "keep only these subsets (obj attr rel wh; needs a 'subset' column): paper Table 5"})
+        "help": "keep only these subsets (needs a 'subset' column): paper Table 5", "choices": list(SUBSETS)})
     query_types: list[str] | None = field(default=None, metadata={
-        "help": "keep only these query types (positive negative; needs a 'query_type' column): paper Table 4"})
+        "help": "keep only these query types (needs a 'query_type' column): paper Table 4",
+        "choices": list(QUERY_TYPES)})
     max_train_samples: int | None = field(default=None, metadata={
-        "help": "uniformly subsample at most this many tuples (seeded by --seed) before the validation split: "
-                "40K LLaVA-1.6, 120K Qwen2.5-VL, 160K InternVL3.5 (paper, Table 10)"})
+        "help": "uniformly subsample this many tuples (seeded by --seed) before the validation split: 40K "
+                "LLaVA-1.6, 120K Qwen2.5-VL, 160K InternVL3.5 (paper, Table 10). Data with fewer tuples (after "
+                "the filters) is refused unless --allow_fewer_samples"})
+    allow_fewer_samples: bool = field(default=False, metadata={
+        "help": "train on all the tuples when there are fewer than --max_train_samples (one warning; report.json "
+                "records both numbers) instead of refusing"})
     val_ratio: float = field(default=0.005, metadata={
-        "help": "fraction held out for validation (paper: 0.005) when the data has no 'validation' split"})
+        "help": "fraction in [0, 1) held out for validation (paper: 0.005; 0: none) when the data has no "
+                "'validation' split"})
     global_batch_size: int | None = field(default=None, metadata={
         "help": "global batch (paper: 64): sets gradient_accumulation_steps = global / (micro-batch x processes)"})
     lora_language_only: bool = field(default=True, metadata={
         "help": "put LoRA on --lora_target_modules of the language model only (the vision tower stays frozen)"})
     image_max_pixels: int | None = field(default=None, metadata={
-        "help": "cap on image pixels for processors that take max_pixels (Qwen2/2.5-VL); LLaMA-Factory uses 589824"})
+        "help": "resize every image larger than this many pixels down to at most this many (aspect ratio kept) "
+                "before the processor, for every model family; the authors' LLaMA-Factory configs use 262144"})
     fast: bool = field(default=False, metadata={
         "help": "packed DPO step (finer_datasets.train): same loss and gradients as TRL, several times faster"})
     reference: str = field(default="cache", metadata={
@@ -91,23 +107,32 @@ class ScriptArguments:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Any, Any, Any]:
-    """``(script_args, DPOConfig, ModelConfig)`` from flags and ``--config``."""
-    from trl import DPOConfig, ModelConfig, TrlParser
+    """``(script_args, DPOConfig, ModelConfig)`` from flags over ``--config``; every bad option is a
+    one-line :class:`~finer_datasets.errors.UsageError` (:mod:`finer_datasets.train.options`)."""
+    from trl import DPOConfig, ModelConfig
 
-    parser = TrlParser((ScriptArguments, DPOConfig, ModelConfig), description=__doc__.split("\n\n")[0])
-    script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    from finer_datasets.errors import UsageError
+    from finer_datasets.train.options import parse
+
+    script_args, training_args, model_args = parse((ScriptArguments, DPOConfig, ModelConfig), argv,
+                                                   prog="train_dpo.py", description=__doc__.split("\n\n")[0])
     if not script_args.dataset:
-        parser.error("--dataset is required")
+        raise UsageError("--dataset is required: a JSONL file of tuples, a built FINER-Tuning folder or a Hub id "
+                         "(see train_dpo.py --help)")
+    from finer_datasets.eval.engines import looks_like_path
+
+    dataset = script_args.dataset
+    if not Path(dataset).expanduser().exists() and (dataset.endswith(".jsonl") or looks_like_path(dataset)):
+        raise UsageError(f"--dataset {dataset}: no such file or folder")
     return script_args, training_args, model_args
 
 
 # -- data ---------------------------------------------------------------------------------------------
 
-def load_tuples(args: ScriptArguments, seed: int) -> tuple[Any, Any]:
+def load_tuples(args: ScriptArguments, seed: int, counts: dict | None = None) -> tuple[Any, Any]:
     """``(train, validation or None)`` after the subset / query-type filters and the subsample; the
-    data's own ``validation`` split when it has one, else ``val_ratio`` of the tuples."""
-    import inspect
-
+    data's own ``validation`` split when it has one, else ``val_ratio`` of the tuples. ``counts``
+    (when given) receives ``available_tuples`` (after the filters) and ``requested_tuples``."""
     import datasets
 
     from finer_datasets.errors import UsageError
@@ -118,9 +143,6 @@ def load_tuples(args: ScriptArguments, seed: int) -> tuple[Any, Any]:
     elif args.dataset_loader == "finer":
         from finer_datasets.hub.load import load_finer
 
-        if "view" not in inspect.signature(load_finer).parameters:
-            raise UsageError("this finer_datasets has no FINER-Tuning TRL view (load_finer(..., view='trl')); pass a "
-                             "JSONL file of tuples, or --dataset_loader datasets for a source in TRL's format")
         ds = load_finer(args.dataset, view="trl", revision=args.dataset_revision)
     else:
         ds = datasets.load_dataset(args.dataset, revision=args.dataset_revision)
@@ -145,7 +167,16 @@ def load_tuples(args: ScriptArguments, seed: int) -> tuple[Any, Any]:
             validation = validation.select([i for i, v in enumerate(validation[column]) if v in keep])
     if len(ds) == 0:
         raise UsageError("no tuples left after the subset / query-type filters")
-    if args.max_train_samples is not None and args.max_train_samples < len(ds):
+    if counts is not None:
+        counts.update(available_tuples=len(ds), requested_tuples=args.max_train_samples)
+    if args.max_train_samples is not None and len(ds) < args.max_train_samples:
+        if not args.allow_fewer_samples:
+            raise UsageError(f"--max_train_samples {args.max_train_samples}: {args.dataset} has only {len(ds)} "
+                             f"tuples after the filters; lower it, or pass --allow_fewer_samples to train on all "
+                             f"{len(ds)}")
+        logger.warning("--allow_fewer_samples: training on all %d tuples, fewer than --max_train_samples %d",
+                       len(ds), args.max_train_samples)
+    elif args.max_train_samples is not None:
         ds = ds.shuffle(seed=seed).select(range(args.max_train_samples))
     if validation is not None:  # the builder's own held-out split
         return ds, (validation if len(validation) else None)
@@ -158,18 +189,24 @@ def load_tuples(args: ScriptArguments, seed: int) -> tuple[Any, Any]:
 
 # -- model --------------------------------------------------------------------------------------------
 
-def load_model(model_args: Any, script_args: ScriptArguments) -> tuple[Any, Any]:
+def load_model(model_args: Any, script_args: ScriptArguments, trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """The model and processor of ``--model_name_or_path`` (a folder or a Hub id; a model that cannot be
+    had is one line, fast, offline included). A local folder is recorded by its absolute path, so the
+    saved adapter finds its base model from any working directory."""
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from finer_datasets.errors import UsageError
+    from finer_datasets.eval.engines import load_pretrained
+
+    name = model_args.model_name_or_path
+    if not name:
+        raise UsageError("--model_name_or_path is required (a model folder or a Hub id; the presets set one)")
+    if Path(name).expanduser().is_dir():
+        name = str(Path(name).expanduser().resolve())
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
-    model = AutoModelForImageTextToText.from_pretrained(
-        model_args.model_name_or_path, revision=model_args.model_revision, dtype=dtype,
-        attn_implementation=model_args.attn_implementation, trust_remote_code=model_args.trust_remote_code)
-    extra = {"max_pixels": script_args.image_max_pixels} if script_args.image_max_pixels else {}
-    processor = AutoProcessor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision,
-                                              trust_remote_code=model_args.trust_remote_code, **extra)
-    return model, processor
+    return load_pretrained(name, revision=model_args.model_revision, dtype=dtype, option="--model_name_or_path",
+                           attn_implementation=model_args.attn_implementation,
+                           trust_remote_code=trust_remote_code)
 
 
 def peft_config(model_args: Any, script_args: ScriptArguments) -> Any:
@@ -209,13 +246,17 @@ def train(script_args: ScriptArguments, training_args: Any, model_args: Any, mod
         from trl import DPOTrainer
 
         _set_accumulation(training_args, script_args, training_args.per_device_train_batch_size)
+        from finer_datasets.train.data import PixelCapCollator
+
         trainer = DPOTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=val_ds,
                              processing_class=processor, peft_config=cfg)
+        if script_args.image_max_pixels:  # images shrunk before TRL's collator runs the processor
+            trainer.data_collator = PixelCapCollator(trainer.data_collator, script_args.image_max_pixels)
     else:
         from peft import get_peft_model
         from transformers import set_seed
 
-        from finer_datasets.train.autobatch import largest_micro_batch
+        from finer_datasets.train.autobatch import largest_micro_batch, reduce_min
         from finer_datasets.train.fast_dpo import PackedPolicy
         from finer_datasets.train.trainer import FastDPOTrainer, PackedCollator
 
@@ -227,28 +268,19 @@ def train(script_args: ScriptArguments, training_args: Any, model_args: Any, mod
         if script_args.auto_micro_batch and training_args.device.type == "cuda" and plugin is None:
             tok = getattr(processor, "tokenizer", processor)
             collator = PackedCollator(processor, max_length=training_args.max_length,
-                                      pad_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+                                      pad_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+                                      max_pixels=script_args.image_max_pixels)
             micro, checkpointing = largest_micro_batch(
                 PackedPolicy(peft_model), collator.collate, train_ds, start=micro, device=training_args.device,
-                reference_inline=script_args.reference == "inline", reduce_min=_reduce_min)
+                reference_inline=script_args.reference == "inline", reduce_min=reduce_min)
             training_args.activation_checkpointing = training_args.gradient_checkpointing = checkpointing
         _set_accumulation(training_args, script_args, micro)
         trainer = FastDPOTrainer(peft_model, training_args, train_ds, processor, eval_dataset=val_ds,
-                                 reference=script_args.reference, reference_dir=script_args.reference_dir)
+                                 reference=script_args.reference, reference_dir=script_args.reference_dir,
+                                 image_max_pixels=script_args.image_max_pixels)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     return trainer
-
-
-def _reduce_min(value: int) -> int:
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    t = torch.tensor([value], device="cuda" if torch.cuda.is_available() else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return int(t.item())
 
 
 # -- evaluation and report ----------------------------------------------------------------------------
@@ -299,15 +331,23 @@ def main(script_args: ScriptArguments, training_args: Any, model_args: Any, *, m
          processor: Any = None) -> dict:
     """Train (and score with ``--eval``); returns the report dict. ``model`` / ``processor`` may be
     given already built (e.g. a tiny offline model); otherwise ``model_name_or_path`` is loaded."""
+    from finer_datasets.errors import UsageError
+
     plugin = training_args.deepspeed_plugin
     if script_args.eval and plugin is not None and plugin.zero_stage == 3:
-        from finer_datasets.errors import UsageError
-
         raise UsageError("--eval scores on one device, not under DeepSpeed ZeRO-3: train without --eval, then score "
                          "the saved adapter with baselines/score.py --model OUTPUT_DIR")
-    train_ds, val_ds = load_tuples(script_args, training_args.seed)
+    if model is None:  # a model that cannot be had fails before the data is read
+        from finer_datasets.eval.engines import check_model_source
+
+        if not model_args.model_name_or_path:
+            raise UsageError("--model_name_or_path is required (a model folder or a Hub id; the presets set one)")
+        check_model_source(model_args.model_name_or_path, revision=model_args.model_revision,
+                           option="--model_name_or_path")
+    counts: dict[str, Any] = {}
+    train_ds, val_ds = load_tuples(script_args, training_args.seed, counts)
     if model is None:
-        model, processor = load_model(model_args, script_args)
+        model, processor = load_model(model_args, script_args, training_args.trust_remote_code)
     start = time.perf_counter()
     trainer = train(script_args, training_args, model_args, model, processor, train_ds, val_ds)
     seconds = time.perf_counter() - start
@@ -318,7 +358,7 @@ def main(script_args: ScriptArguments, training_args: Any, model_args: Any, *, m
         "model": model_args.model_name_or_path or type(model).__name__, "dataset": script_args.dataset,
         "trainer": "fast (packed)" if script_args.fast else "trl.DPOTrainer", "adapter": str(out_dir),
         "train_tuples": len(train_ds), "validation_tuples": len(val_ds) if val_ds is not None else 0,
-        "train": {"steps": trainer.state.global_step, "seconds": round(seconds, 2),
+        **counts, "train": {"steps": trainer.state.global_step, "seconds": round(seconds, 2),
                   **{k: v for k, v in last.items() if k.startswith(("loss", "rewards/", "logps/"))}},
         "history": history, "eval_history": [h for h in trainer.state.log_history if "eval_loss" in h],
         "script_args": asdict(script_args),
@@ -334,16 +374,25 @@ def main(script_args: ScriptArguments, training_args: Any, model_args: Any, *, m
     return summary
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: errors are one ``error: ...`` line and the exit status of ``finer``."""
+    import warnings
+
+    from finer_datasets.cli import guarded
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        from finer_datasets.errors import FinerError
-    except ImportError:  # pragma: no cover
-        FinerError = RuntimeError  # type: ignore[misc,assignment]
-    try:
-        report = main(*parse_args())
-    except FinerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(getattr(e, "exit_code", 1))
-    print(json.dumps({"adapter": report["adapter"], **report["train"], **({"eval": report["eval"]["settings"]}
-                                                                        if report.get("eval") else {})}, indent=1))
+    # noise from the libraries' own calls, not from anything the user set
+    warnings.filterwarnings("ignore", message=r"`\w*gradient_checkpointing\w*` is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="'pin_memory' argument is set as true but no accelerator")
+
+    def run() -> int:
+        report = main(*parse_args(argv))
+        print(json.dumps({"adapter": report["adapter"], **report["train"],
+                          **({"eval": report["eval"]["settings"]} if report.get("eval") else {})}, indent=1))
+        return 0
+
+    return guarded(run, interrupted="interrupted; checkpoints saved so far are kept (--resume_from_checkpoint)")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -127,13 +127,17 @@ def test_filters_subsample_and_validation_split(tmp_path):
     train, val = train_dpo.load_tuples(args, seed=0)
     again, _ = train_dpo.load_tuples(args, seed=0)
     assert (train.num_rows, val.num_rows) == (5, 1) and train["chosen"] == again["chosen"]
-    for bad, message in ((["--subsets", "colour"], "unknown"), (["--query_types", "neutral"], "unknown")):
-        args, _, _ = train_dpo.parse_args(cli(tmp_path, *bad))
-        with pytest.raises(UsageError, match=message):
-            train_dpo.load_tuples(args, seed=0)
+    for bad, message in ((["--subsets", "colour"], "invalid choice: 'colour'"),
+                         (["--query_types", "neutral"], "invalid choice: 'neutral'")):
+        with pytest.raises(UsageError, match=message):  # refused while parsing, before any data is read
+            train_dpo.parse_args(cli(tmp_path, *bad))
+    args, _, _ = train_dpo.parse_args(cli(tmp_path))
+    args.subsets = ["colour"]  # the same check for arguments built in code
+    with pytest.raises(UsageError, match="unknown"):
+        train_dpo.load_tuples(args, seed=0)
 
 
-def test_missing_filter_column_and_missing_trl_view(tmp_path, monkeypatch):
+def test_missing_filter_column(tmp_path):
     lines = [json.loads(line) for line in TUPLES.read_text().splitlines()]
     (tmp_path / "images").symlink_to(FIXTURE / "images")
     (tmp_path / "plain.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "subset"}) + "\n"
@@ -141,12 +145,6 @@ def test_missing_filter_column_and_missing_trl_view(tmp_path, monkeypatch):
     args, _, _ = train_dpo.parse_args(cli(tmp_path, "--subsets", "obj"))
     args.dataset = str(tmp_path / "plain.jsonl")
     with pytest.raises(UsageError, match="'subset' column"):
-        train_dpo.load_tuples(args, seed=0)
-    import finer_datasets.hub.load as hub_load
-
-    monkeypatch.setattr(hub_load, "load_finer", lambda path, setting=None, *, revision=None: None)
-    args.dataset = str(tmp_path)
-    with pytest.raises(UsageError, match="view='trl'"):
         train_dpo.load_tuples(args, seed=0)
 
 
@@ -171,11 +169,23 @@ PRESETS = sorted((ROOT / "baselines" / "configs").glob("*.yaml"))
 TRAINING_PRESETS = [p for p in PRESETS if not p.name.startswith(("accelerate", "deepspeed"))]
 
 
+#: the authors' released LLaMA-Factory configs (github.com/ExplainableML/finer, train/LlamaFactory/examples/
+#: train_lora/*_lora_finer_tuning.yaml): cutoff_len per model and image_max_pixels 262144 for all
+CUTOFF = {"llava-1.6-7b": 4096}
+
+
 @pytest.mark.parametrize("preset", TRAINING_PRESETS, ids=lambda p: p.stem)
-def test_presets_follow_table_10(preset, tmp_path):
-    args, training, model = train_dpo.parse_args(["--config", str(preset), "--dataset", str(TUPLES), "--use_cpu",
-                                                  "true"])
-    assert training.bf16 and model.dtype == "bfloat16" and training.max_length == 2048
+def test_presets_follow_table_10(preset, tmp_path, caplog):
+    import yaml
+
+    raw = yaml.safe_load(preset.read_text())
+    assert raw["bf16"] is True and raw["dtype"] == "bfloat16"  # as the authors trained; float32 only on a CPU
+    with caplog.at_level("WARNING", logger="finer.train_dpo"):
+        args, training, model = train_dpo.parse_args(["--config", str(preset), "--dataset", str(TUPLES), "--use_cpu"])
+    assert [r.getMessage() for r in caplog.records] == [
+        "--use_cpu: training in float32 instead of bfloat16 (bf16: false, dtype: float32)"]
+    assert not training.bf16 and model.dtype == "float32"
+    assert training.max_length == CUTOFF.get(preset.stem, 512) and args.image_max_pixels == 262144
     sft = "sft" in preset.stem
     assert training.learning_rate == (1e-4 if sft else 5e-6)
     assert training.loss_type == (["sft"] if sft else ["sigmoid"]) and training.beta == 0.1
@@ -362,3 +372,79 @@ def test_trains_on_the_finer_tuning_trl_view(tmp_path):
         assert report["validation_tuples"] > 0 and report["train_tuples"] > report["validation_tuples"]
     for trl_log, fast_log in zip(histories["trl"], histories["fast"], strict=True):
         assert abs(trl_log["loss"] - fast_log["loss"]) <= 1e-5 and math.isfinite(fast_log["loss"])
+
+
+# -- image pixel cap (LLaMA-Factory's image_max_pixels) and precision on the CPU ----------------------
+
+def test_cap_pixels_keeps_the_aspect_ratio():
+    from PIL import Image
+
+    from finer_datasets.train.data import cap_pixels
+
+    wide = Image.new("RGB", (1000, 500))
+    assert cap_pixels(wide, 262144).size == (724, 362)  # sqrt(262144 / 500000) = 0.724...; 724 x 362 <= 262144
+    assert cap_pixels(wide, None) is wide and cap_pixels(wide, 500000) is wide
+    assert cap_pixels(Image.new("RGB", (3, 4000)), 100).size == (1, 100)  # never above the cap, even at 1 pixel wide
+    assert cap_pixels(Image.new("RGB", (4000, 3)), 100).size == (100, 1)
+
+
+def _shrunk(example, max_pixels):
+    from finer_datasets.train.data import cap_pixels
+
+    return {**example, "images": [cap_pixels(img, max_pixels) for img in example["images"]]}
+
+
+@pytest.mark.parametrize("build", [tiny_llava, tiny_qwen25_vl_processor], ids=["llava", "qwen2.5-vl"])
+def test_both_trainers_see_capped_images(build):
+    """The fixture's 32x32 images capped at 256 pixels (16x16): TRL's collator behind
+    PixelCapCollator and the packed collator both give the pixel values of pre-shrunk images."""
+    from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
+
+    from finer_datasets.train.data import PixelCapCollator
+    from finer_datasets.train.trainer import PackedCollator
+
+    _, processor = build()
+    examples = [dict(load_tuples_jsonl(TUPLES)[i]) for i in range(2)]
+    trl = DataCollatorForVisionPreference(processor=processor)
+    capped = PixelCapCollator(trl, 256)([dict(e) for e in examples])["pixel_values"]
+    assert torch.equal(capped, trl([_shrunk(e, 256) for e in examples])["pixel_values"])
+    assert not torch.equal(capped, trl([dict(e) for e in examples])["pixel_values"])
+    pad = processor.tokenizer.pad_token_id
+    fast = PackedCollator(processor, max_length=512, pad_id=pad, max_pixels=256).collate(examples, [0, 1])
+    plain = PackedCollator(processor, max_length=512, pad_id=pad).collate([_shrunk(e, 256) for e in examples], [0, 1])
+    assert torch.equal(fast["pixel_values"], plain["pixel_values"])
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["trl", "fast"])
+def test_train_wires_the_cap_into_either_trainer(tmp_path, fast):
+    from finer_datasets.train.data import PixelCapCollator
+
+    args = train_dpo.parse_args(cli(tmp_path, "--image_max_pixels", "256", "--max_steps", "1",
+                                    *(["--fast"] if fast else [])))
+    train, val = train_dpo.load_tuples(args[0], seed=0)
+    model, processor = tiny_llava()
+    trainer = train_dpo.train(*args, model, processor, train, val)
+    if fast:
+        assert trainer.collator.max_pixels == 256
+    else:
+        assert isinstance(trainer.data_collator, PixelCapCollator) and trainer.data_collator.max_pixels == 256
+
+
+def test_precision_fits_the_device(caplog):
+    from argparse import Namespace
+
+    from finer_datasets.train.options import fit_precision
+
+    preset = {"bf16": True, "dtype": "bfloat16", "use_cpu": False, "fp16": False}
+    with caplog.at_level("WARNING", logger="finer.train_dpo"):
+        assert fit_precision(Namespace(**preset), cuda_bf16=True) == []  # a bf16 GPU: the preset as it is
+        assert fit_precision(Namespace(**{**preset, "use_cpu": True}), cuda_bf16=True) == ["bf16: false",
+                                                                                          "dtype: float32"]
+        ns = Namespace(**preset)
+        assert fit_precision(ns, cuda_bf16=False) == ["bf16: false", "dtype: float32"]
+        assert (ns.bf16, ns.dtype) == (False, "float32")
+        unset = Namespace(bf16=None, dtype="float32", use_cpu=False, fp16=False)  # TRL's default, not asked for
+        assert fit_precision(unset, cuda_bf16=False) == [] and unset.bf16 is False
+    assert [r.getMessage() for r in caplog.records] == [
+        "--use_cpu: training in float32 instead of bfloat16 (bf16: false, dtype: float32)",
+        "no CUDA device with bfloat16 support: training in float32 instead of bfloat16 (bf16: false, dtype: float32)"]

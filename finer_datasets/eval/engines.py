@@ -12,6 +12,11 @@ Two engines:
   them). Works with models whose positions continue from the cache, including Qwen2.5-VL's
   multimodal rotary positions (the model continues from the ``rope_deltas`` of the prefill).
 
+Loading: :func:`load_pretrained` takes a model folder, a Hub id or a PEFT adapter folder (its base
+model, then the adapter merged); :func:`check_model_source` first turns a model that cannot be had
+(no such folder; a Hub id not cached while ``HF_HUB_OFFLINE`` is set; a Hub that cannot be reached)
+into one line at once, instead of transformers' retries.
+
 The KV cache is handed to the model under the keyword its ``forward`` declares: ``cache`` from
 transformers 5.24 on (where ``past_key_values`` is deprecated, FutureWarning, removal planned for
 5.40) and ``past_key_values`` before; it is read back from the output field of the same name, so
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
+import os
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -40,6 +47,9 @@ __all__ = [
     "generate_first_token",
     "cache_keyword",
     "letters_scorer",
+    "load_pretrained",
+    "check_model_source",
+    "looks_like_path",
 ]
 
 
@@ -166,24 +176,19 @@ class VisionLanguageModel:
     @classmethod
     def from_pretrained(cls, name: str, *, dtype: str = "auto", device: str | None = None, revision: str | None = None,
                         **kwargs: Any) -> VisionLanguageModel:
-        """Load ``name`` (Hub id or folder) with ``AutoModelForImageTextToText``. A model that cannot
-        be loaded (no such folder or repo, offline, not a vision-language model) is a
-        :class:`~finer_datasets.errors.UsageError` naming it, not a traceback."""
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
+        """Load ``name`` (a folder, a Hub id, or a PEFT adapter folder) with :func:`load_pretrained`
+        and move it to ``device`` (default: CUDA when there is one)."""
         from finer_datasets.errors import UsageError
 
-        local = Path(name).expanduser()
-        if name.startswith((".", "/", "~")) and not local.exists():
-            raise UsageError(f"--model {name}: no such folder")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
-            model = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype, revision=revision, **kwargs).to(device)
-            processor = AutoProcessor.from_pretrained(name, revision=revision)
-        except (OSError, ValueError, KeyError) as exc:  # what transformers raises for a model it cannot find or read
-            reason = " ".join(str(exc).split())[:300]
-            raise UsageError(f"--model {name}: cannot load it ({type(exc).__name__}: {reason})") from exc
-        return cls(model, processor, device=device)
+            kind = torch.device(device).type
+        except (RuntimeError, ValueError):
+            raise UsageError(f"--device {device}: not a torch device (cpu, cuda, cuda:N, mps, ...)") from None
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: no CUDA device here (use --device cpu)")
+        model, processor = load_pretrained(name, dtype=dtype, revision=revision, **kwargs)
+        return cls(model.to(device), processor, device=device)
 
     @property
     def commit(self) -> str | None:
@@ -277,3 +282,98 @@ def letters_scorer(vlm: VisionLanguageModel) -> Any:
         return probs
 
     return score
+
+
+# -- loading --------------------------------------------------------------------------------------------
+
+def looks_like_path(name: str) -> bool:
+    """A name no Hub id can be: it starts with ``.``, ``/`` or ``~``, ends with ``/``, or has two ``/``."""
+    return (name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1
+            or (os.sep != "/" and os.sep in name))
+
+
+def check_model_source(name: str, *, revision: str | None = None, option: str = "--model") -> None:
+    """Fail fast, in one line (:class:`~finer_datasets.errors.UsageError`), for a model that cannot
+    be loaded: a path that is no folder; with ``HF_HUB_OFFLINE`` a Hub id that is not in the cache;
+    online, a Hub id the Hub does not have or cannot be reached for (one request, no retries; a
+    cached model is never asked for). A folder or a cached model passes untouched."""
+    import huggingface_hub
+    from huggingface_hub.errors import HFValidationError, HfHubHTTPError
+
+    from finer_datasets.errors import UsageError
+
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return
+    if local.exists():
+        raise UsageError(f"{option} {name}: a file, not a model folder")
+    if looks_like_path(name):
+        raise UsageError(f"{option} {name}: no such folder")
+    try:
+        cached = any(isinstance(huggingface_hub.try_to_load_from_cache(name, f, revision=revision), str)
+                     for f in ("config.json", "adapter_config.json"))
+    except HFValidationError:
+        raise UsageError(f"{option} {name}: no such folder, and not a Hub model id") from None
+    if cached:
+        return
+    if huggingface_hub.constants.is_offline_mode():
+        raise UsageError(f"{option} {name}: no such folder, and not in the Hugging Face cache (HF_HUB_OFFLINE is "
+                         f"set): give a model folder, or download it first")
+    try:
+        huggingface_hub.model_info(name, revision=revision, timeout=10)
+    except HfHubHTTPError as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise UsageError(f"{option} {name}: no such folder, and the Hub has no such model or revision "
+                         f"({type(exc).__name__}: {reason})") from None
+    except Exception as exc:  # the HTTP client's network errors (no connection, DNS, timeout)
+        if type(exc).__module__.split(".")[0] not in ("httpx", "httpx2", "requests", "urllib3"):
+            raise
+        raise UsageError(f"{option} {name}: no such folder, and the Hugging Face Hub cannot be reached "
+                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]}); give a model folder, or "
+                         f"download it first (HF_HUB_OFFLINE=1 then uses the cache)") from None
+
+
+def load_pretrained(name: str, *, dtype: Any = "auto", revision: str | None = None, option: str = "--model",
+                    **kwargs: Any) -> tuple[Any, Any]:
+    """``(model, processor)`` for a model folder, a Hub id, or a PEFT adapter folder (a folder with
+    ``adapter_config.json``: its ``base_model_name_or_path`` is loaded, the adapter applied and
+    merged; the processor comes from the adapter folder when the trainer saved it there, else from
+    the base). ``kwargs`` go to ``AutoModelForImageTextToText.from_pretrained`` (``trust_remote_code``
+    to the processor too). A model that cannot be loaded is a :class:`~finer_datasets.errors.UsageError`
+    naming it (:func:`check_model_source` first), not a traceback."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from finer_datasets.errors import UsageError
+
+    check_model_source(name, revision=revision, option=option)
+    adapter = Path(name).expanduser() / "adapter_config.json"
+    base = name
+    if adapter.is_file():
+        try:
+            base = json.loads(adapter.read_text(encoding="utf-8"))["base_model_name_or_path"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"{option} {name}: adapter_config.json has no readable base_model_name_or_path "
+                             f"({type(exc).__name__}: {exc})") from None
+        if not isinstance(base, str) or not base:
+            raise UsageError(f"{option} {name}: adapter_config.json names no base model (base_model_name_or_path)")
+        check_model_source(base, option=f"{option} {name}: its base model")
+    remote = {"trust_remote_code": kwargs["trust_remote_code"]} if "trust_remote_code" in kwargs else {}
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype, revision=None if adapter.is_file()
+                                                            else revision, **kwargs)
+        if adapter.is_file():
+            import warnings
+
+            from peft import PeftModel
+
+            with warnings.catch_warnings():  # peft calls transformers' renamed checkpointing API
+                warnings.filterwarnings("ignore", message=r"`\w*gradient_checkpointing\w*` is deprecated",
+                                        category=FutureWarning)
+                model = PeftModel.from_pretrained(model, name).merge_and_unload()
+        has_processor = any((Path(name) / f).is_file() for f in ("processor_config.json", "preprocessor_config.json"))
+        processor = AutoProcessor.from_pretrained(name if has_processor or not adapter.is_file() else base,
+                                                  revision=None if adapter.is_file() else revision, **remote)
+    except (OSError, ValueError, KeyError) as exc:  # what transformers raises for a model it cannot find or read
+        reason = " ".join(str(exc).split())[:300]
+        raise UsageError(f"{option} {name}: cannot load it ({type(exc).__name__}: {reason})") from exc
+    return model, processor

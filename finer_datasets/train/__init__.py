@@ -11,10 +11,12 @@
     trainer.py    :class:`FastDPOTrainer`, a ``transformers.Trainer`` (so ``accelerate launch``, DDP and
                   DeepSpeed work unchanged) that runs the packed step with TRL's ``DPOConfig``
     autobatch.py  the largest micro-batch that fits without gradient checkpointing
+    options.py    baselines/train_dpo.py's command line: TRL's parser with one-line errors, a checked
+                  --config, numbers checked at parse time, bf16 -> float32 where bf16 cannot run
 
 ``import finer_datasets.train`` stays light; the submodules import torch when they are imported.
 """
 
 from __future__ import annotations
 
-__all__ = ["data", "packing", "reference", "fast_dpo", "trainer", "autobatch"]
+__all__ = ["data", "packing", "reference", "fast_dpo", "trainer", "autobatch", "options"]

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["largest_micro_batch", "accumulation_steps"]
+__all__ = ["largest_micro_batch", "accumulation_steps", "reduce_min"]
 
 logger = logging.getLogger("finer.train.autobatch")
 
@@ -27,6 +27,17 @@ def accumulation_steps(global_batch: int, micro_batch: int, world: int) -> int:
         raise ValueError(f"global batch {global_batch} is not a multiple of micro-batch {micro_batch} x {world} "
                          f"process(es)")
     return global_batch // per_step
+
+
+def reduce_min(value: int) -> int:
+    """The smallest ``value`` over the processes of a ``torch.distributed`` run (``value`` alone)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], device="cuda" if torch.cuda.is_available() else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
 
 
 def _fits(policy: Any, packed: dict[str, torch.Tensor], reference_inline: bool) -> bool:

@@ -21,6 +21,7 @@ at ``max_length`` tokens (``keep_start``). The exactness tests check this agains
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,6 +35,8 @@ __all__ = [
     "load_tuples_jsonl",
     "render_texts",
     "encode_batch",
+    "cap_pixels",
+    "PixelCapCollator",
 ]
 
 TUPLE_COLUMNS = ("images", "prompt", "chosen", "rejected")
@@ -197,15 +200,53 @@ def render_texts(processor: Any, example: dict[str, Any]) -> tuple[str, str, str
     return prompt_text, full_chosen[len(prompt_text):], full_rejected[len(prompt_text):]
 
 
+def cap_pixels(image: Any, max_pixels: int | None) -> Any:
+    """``image`` (PIL) shrunk to at most ``max_pixels`` pixels, aspect ratio kept (both sides scaled by
+    sqrt(max_pixels / pixels), rounded down; bicubic), as LLaMA-Factory's ``image_max_pixels`` does
+    before the processor; an image within the cap, or no cap, is returned as it is."""
+    if not max_pixels:
+        return image
+    width, height = image.size
+    if width * height <= max_pixels:
+        return image
+    scale = math.sqrt(max_pixels / (width * height))
+    width, height = max(1, int(width * scale)), max(1, int(height * scale))
+    if width * height > max_pixels:  # a side held at 1 pixel (extreme aspect ratio): shorten the other
+        width, height = (width, max_pixels // width) if height > width else (max_pixels // height, height)
+    from PIL import Image
+
+    return image.resize((width, height), Image.Resampling.BICUBIC)
+
+
+class PixelCapCollator:
+    """A collator that first caps every image of the examples (:func:`cap_pixels`) and then calls
+    ``collator`` (e.g. TRL's vision preference collator); the dataset itself is not rewritten."""
+
+    def __init__(self, collator: Any, max_pixels: int | None):
+        self.collator, self.max_pixels = collator, max_pixels
+
+    def __call__(self, examples: list[dict[str, Any]]) -> Any:
+        capped = []
+        for ex in examples:
+            ex = dict(ex)
+            if "images" in ex:
+                ex["images"] = [cap_pixels(img, self.max_pixels) for img in ex["images"]]
+            if "image" in ex:
+                ex["image"] = cap_pixels(ex["image"], self.max_pixels)
+            capped.append(ex)
+        return self.collator(capped)
+
+
 def encode_batch(processor: Any, examples: Sequence[dict[str, Any]], *, max_length: int | None = None,
-                 rows: Sequence[int] | None = None) -> EncodedBatch:
+                 rows: Sequence[int] | None = None, max_pixels: int | None = None) -> EncodedBatch:
     """Tokenise a micro-batch of tuples: the prompts with their images in one processor call (so
     processors that pad image patches within a batch keep working), the completions as plain text.
 
     ``prompt + completion`` is cut at ``max_length`` tokens from the end of the completion; a prompt
-    that alone reaches ``max_length`` raises :class:`UsageError` (its image tokens would be cut)."""
+    that alone reaches ``max_length`` raises :class:`UsageError` (its image tokens would be cut).
+    Images larger than ``max_pixels`` are shrunk first (:func:`cap_pixels`)."""
     texts = [render_texts(processor, ex) for ex in examples]
-    images = [ex["images"][0] for ex in examples]
+    images = [cap_pixels(ex["images"][0], max_pixels) for ex in examples]
     images = [img.convert("RGB") if hasattr(img, "convert") and getattr(img, "mode", "RGB") != "RGB" else img
               for img in images]
     prompts = processor(images=images, text=[t[0] for t in texts], padding=True, padding_side="right",

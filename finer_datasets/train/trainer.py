@@ -54,15 +54,17 @@ class PackedCollator:
     When ``reference`` holds the cached ``(chosen, rejected)`` log-probabilities of the training
     rows, the batch carries them as ``ref_chosen_logps`` / ``ref_rejected_logps``."""
 
-    def __init__(self, processor: Any, *, max_length: int | None, pad_id: int):
+    def __init__(self, processor: Any, *, max_length: int | None, pad_id: int, max_pixels: int | None = None):
         self.processor = processor
         self.max_length = max_length
         self.pad_id = pad_id
+        self.max_pixels = max_pixels
         self.reference: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def collate(self, examples: list[dict[str, Any]], rows: Sequence[int]) -> dict[str, torch.Tensor]:
         examples = [{**ex, "images": [ex["image"]]} if "image" in ex and "images" not in ex else ex for ex in examples]
-        encoded = encode_batch(self.processor, examples, max_length=self.max_length, rows=rows)
+        encoded = encode_batch(self.processor, examples, max_length=self.max_length, rows=rows,
+                               max_pixels=self.max_pixels)
         return pack(encoded, pad_id=self.pad_id)
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -104,13 +106,14 @@ def check_fast_config(args: Any) -> None:
 class FastDPOTrainer(Trainer):
     """DPO with the packed step. ``model`` is a PEFT model (or a plain model with
     ``reference="cache"``); ``reference`` is ``"cache"`` (one inference pass, cached under
-    ``reference_dir``, default ``<output_dir>/reference``) or ``"inline"``."""
+    ``reference_dir``, default ``<output_dir>/reference``) or ``"inline"``. Images larger than
+    ``image_max_pixels`` are shrunk before the processor (:func:`~finer_datasets.train.data.cap_pixels`)."""
 
     loss_is_scaled_for_ga = False
 
     def __init__(self, model: Any, args: Any, train_dataset: Any, processing_class: Any, *,
                  eval_dataset: Any = None, reference: str = "cache", reference_dir: str | None = None,
-                 callbacks: list | None = None):
+                 callbacks: list | None = None, image_max_pixels: int | None = None):
         check_fast_config(args)
         if reference not in ("cache", "inline"):  # "none" is set below for a pure SFT loss
             raise UsageError(f"--reference must be cache or inline, not {reference!r}")
@@ -123,7 +126,8 @@ class FastDPOTrainer(Trainer):
             for module in model.modules():
                 if isinstance(module, torch.nn.Dropout):
                     module.p = 0.0
-        self.collator = PackedCollator(processing_class, max_length=args.max_length, pad_id=pad_id)
+        self.collator = PackedCollator(processing_class, max_length=args.max_length, pad_id=pad_id,
+                                       max_pixels=image_max_pixels)
         self.raw_train_dataset = train_dataset
         super().__init__(model=self.policy, args=args, data_collator=self.collator,
                          train_dataset=_WithRows(train_dataset), eval_dataset=eval_dataset,
@@ -138,6 +142,7 @@ class FastDPOTrainer(Trainer):
 
     def reference_cache(self) -> ReferenceCache:
         settings = {"processor": type(self.processing_class).__name__, "max_length": self.args.max_length,
+                    **({"image_max_pixels": self.collator.max_pixels} if self.collator.max_pixels else {}),
                     "chat_template": getattr(self.processing_class, "chat_template", None),
                     "image_processor": getattr(getattr(self.processing_class, "image_processor", None), "to_dict",
                                                lambda: None)(),
