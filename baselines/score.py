@@ -45,7 +45,7 @@ from finer_datasets.constants import canonical_settings, require_kind
 from finer_datasets.cli import guarded
 from finer_datasets.errors import LLMError, UsageError
 from finer_datasets.eval.answers import PARSER_MODES
-from finer_datasets.eval.quality import require_usable
+from finer_datasets.eval.quality import DEFAULT_MAX_UNPARSEABLE, require_usable
 from finer_datasets.eval.prompts import DEFAULT_PROMPT, PROMPTS, get_prompt
 
 logger = logging.getLogger("finer.score")
@@ -68,6 +68,8 @@ class ScoreArgs:
     max_new_tokens: int | None = field(default=None, metadata={"help": "new tokens (default: the prompt template's)"})
     batch_size: int = field(default=16, metadata={"help": "questions per forward pass (letters engine)"})
     parser: str = field(default="strict", metadata={"help": "answer parser for the report: strict or official"})
+    max_unparseable: float = field(default=DEFAULT_MAX_UNPARSEABLE, metadata={
+        "help": "warn (and mark the report) when more than this share of answers cannot be read"})
     limit: int | None = field(default=None, metadata={"help": "only the first N pairs of each setting"})
     dtype: str = field(default="auto", metadata={"help": "model dtype: auto, bfloat16, float16 or float32"})
     trust_remote_code: bool = field(default=False, metadata={
@@ -92,7 +94,8 @@ _RANGES = {**{name: ("a positive integer", lambda v: v >= 1)
               for name in ("batch_size", "concurrency", "max_new_tokens", "limit")},
            "timeout": ("a positive number of seconds", lambda v: v > 0),
            "max_retries": ("0 or more", lambda v: v >= 0),
-           "bootstrap": ("0 or more", lambda v: v >= 0)}
+           "bootstrap": ("0 or more", lambda v: v >= 0),
+           "max_unparseable": ("a share between 0 and 1", lambda v: 0 <= v <= 1)}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -306,7 +309,7 @@ def main(args: ScoreArgs, *, vlm: Any = None) -> dict[str, Any]:
                   dataset={**dataset.provenance(), "pretty_name": dataset.manifest.get("pretty_name")},
                   selection_notes=notes)
     result["prompt"]["max_new_tokens"] = record["max_new_tokens"]
-    result["quality"] = assess(result, getattr(args, "max_unparseable", None))
+    result["quality"] = assess(result, args.max_unparseable)
     write_report(result, out, title=report_title(result))
     warn(result["quality"])  # one line when many answers are unparseable; cli() exits 7 when none is readable
     return result

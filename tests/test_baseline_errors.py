@@ -131,6 +131,7 @@ SCORE_FAULTS = [
     (["--config", "{c}/score-unknown.yaml", "--model", "m"], "unknown field(s) modle"),
     (["--model", "m", "--timeout", "0"], "--timeout must be a positive number of seconds"),
     (["--model", "m", "--bootstrap", "-1"], "--bootstrap must be 0 or more"),
+    (["--model", "m", "--max-unparseable", "2"], "--max-unparseable must be a share between 0 and 1"),
     (["--model", "m", "--max-retries", "-1"], "--max-retries must be 0 or more"),
     (["--model", "m", "--dtype", "float33"], "--dtype 'float33': use one of auto, bfloat16, float16, float32"),
     (["--model", "m", "--batch-size", "x"], "argument --batch-size/--batch_size: invalid int value: 'x'"),
