@@ -25,7 +25,7 @@ from finer_datasets.preference.construct import (
     template_tuples,
     wh_tuples,
 )
-from finer_datasets.preference.templates import TEMPLATES
+from finer_datasets.preference.templates import DEFAULT_TEMPLATES, PAPER_TEMPLATES, TEMPLATES, template
 
 OBJECTS = (
     SceneObject("a red car", "the car", ("a red color", "a chrome bumper", "a roof rack", "tinted windows"),
@@ -111,14 +111,64 @@ def test_templated_tuples_follow_eq4_and_section_g():
 
 
 def test_every_template_is_used_and_well_formed():
-    assert {kind: len(t) for kind, t in TEMPLATES.items()} == {"obj": 5, "attr": 5, "rel": 5}
-    for kind, templates in TEMPLATES.items():
-        for t in templates:
-            assert t.question.endswith("?") and "{X}" in t.question
-            assert t.yes.startswith("Yes, ") and "{Y}" in t.yes and t.no.startswith("No, but ") and "{Z}" in t.no
-    used = Counter((t["type"], t["template"]) for n in range(300)
-                   for t in candidate_tuples(phrases_for(f"i{n}"), None, f"i{n}", 0))
-    assert {(k, i) for k in TEMPLATES for i in range(1, 6)} == set(used)
+    assert {name: {kind: len(t) for kind, t in kinds.items()} for name, kinds in TEMPLATES.items()} == {
+        name: {"obj": 5, "attr": 5, "rel": 5} for name in ("paper", "ours")}
+    for kinds in TEMPLATES.values():
+        for templates in kinds.values():
+            for t in templates:
+                assert t.question.endswith("?") and "{X}" in t.question
+                assert t.yes.startswith("Yes, ") and "{Y}" in t.yes and t.no.startswith("No, but ") and "{Z}" in t.no
+    for name in TEMPLATES:
+        used = Counter((t["type"], t["template"]) for n in range(300)
+                       for t in candidate_tuples(phrases_for(f"i{n}"), None, f"i{n}", 0, name))
+        assert {(k, i) for k in ("obj", "attr", "rel") for i in range(1, 6)} == set(used)
+
+
+def test_the_default_templates_are_appendix_g_word_for_word():
+    assert DEFAULT_TEMPLATES == "paper"
+    assert [tuple(t) for t in PAPER_TEMPLATES] == [
+        ("Does this image contain {X}?", "Yes, this image contains {Y}.", "No, but this image contains {Z}."),
+        ("Does this image show {X}?", "Yes, this image shows {Y}.", "No, but this image shows {Z}."),
+        ("Does this image include {X}?", "Yes, this image includes {Y}.", "No, but this image includes {Z}."),
+        ("Can you see {X} in this image?", "Yes, I can see {Y} in this image.", "No, but I can see {Z} in this image."),
+        ("Can {X} be seen in this image?", "Yes, {Y} can be seen in this image.", "No, but {Z} can be seen in this image."),
+    ]
+    assert all(TEMPLATES["paper"][kind] == PAPER_TEMPLATES for kind in ("obj", "attr", "rel"))  # shared by the types
+    phrase = Phrase(PhrasePlan("attr", "the car", ("a red color", "a roof rack"), 0), "a blue color")
+    for n in range(40):
+        pos, neg = template_tuples(phrase, f"img{n}", 0)  # the default is the paper's set
+        t = PAPER_TEMPLATES[pos["template"] - 1]
+        assert pos["question"] == t.question.format(X="the car with a red color and a roof rack")
+        assert pos["chosen"] == t.yes.format(Y="the car with a red color and a roof rack")
+        assert pos["rejected"] == t.no.format(Z="the car with a blue color and a roof rack")
+        t = PAPER_TEMPLATES[neg["template"] - 1]
+        assert neg["question"] == t.question.format(X="the car with a blue color and a roof rack")
+        # section 3 / B.4: a+ of a negative query says No and names what the image shows
+        assert neg["chosen"] == t.no.format(Z="the car with a red color and a roof rack")
+        assert neg["rejected"] == t.yes.format(Y="the car with a blue color and a roof rack")
+
+
+def test_templates_are_drawn_per_tuple_from_seeded_streams():
+    phrase = Phrase(PhrasePlan("obj", "", ("a red car", "a wooden bench"), 1), "a stone fountain")
+    draws = [tuple(t["template"] for t in template_tuples(phrase, f"img{n}", 0)) for n in range(300)]
+    assert sum(pos != neg for pos, neg in draws) > 150  # the positive and the negative tuple draw their own
+    assert set(Counter(pos for pos, _ in draws)) == {1, 2, 3, 4, 5}
+    random.seed(1)
+    first = [template_tuples(phrase, f"img{n}", 0) for n in range(50)]
+    random.seed(2)
+    assert [template_tuples(phrase, f"img{n}", 0) for n in range(50)] == first  # never the global RNG
+    assert [template_tuples(phrase, f"img{n}", 1) for n in range(50)] != first  # another seed, other draws
+    ours = [template_tuples(phrase, f"img{n}", 0, "ours") for n in range(50)]
+    assert [[t["template"] for t in pair] for pair in ours] == [[t["template"] for t in pair] for pair in first]
+    paper_texts = {text for t in PAPER_TEMPLATES for text in t}
+    for pair in ours:  # --templates ours: the same draws, our wording, none of the paper's
+        for t in pair:
+            wording = template("obj", t["template"], "ours")
+            assert t["question"] == wording.question.format(X=phrase.positive if t["query"] == "positive"
+                                                             else phrase.negative)
+            assert wording.question not in paper_texts
+    with pytest.raises(ValueError, match="template set"):
+        template_tuples(phrase, "img1", 0, "mine")
 
 
 def test_wh_pairs_are_symmetrised():
@@ -155,9 +205,9 @@ def test_presets_and_filters():
     assert all(i.endswith("_neg") for i in preselect(tuples, "i1", PRESETS["negative-only"], 0))
     assert len(preselect(tuples, "i1", PRESETS["negative-only"], 0)) == 4
     assert all(i.endswith("_pos") for i in preselect(tuples, "i1", PRESETS["positive-only"], 0))
-    for kind in ("obj", "attr", "rel", "wh"):
+    for kind in ("obj", "attr", "rel", "wh"):  # Table 5: one type, both queries of every image
         kept = preselect(tuples, "i1", PRESETS[kind], 0)
-        assert len(kept) == 1 and f"_{kind}_" in kept[0]
+        assert kept == [f"i1_{kind}_pos", f"i1_{kind}_neg"]
     for bad in ({"types": ()}, {"types": ("color",)}, {"queries": ("maybe",)}, {"sampling": "some"},
                 {"max_tuples": 0}):
         with pytest.raises(ValueError):

@@ -203,8 +203,8 @@ def test_presets_select_the_papers_ablations(tmp_path):
         result = build_tuning(tmp_path / "-".join(map(str, options.values())), **options)
         return result, [t for r in records(result.out) for t in r["tuples"]]
 
-    _, obj = selected(preset="obj")
-    assert obj and {t["type"] for t in obj} == {"obj"}
+    _, obj = selected(preset="obj")  # Table 5: one type, both queries of every image
+    assert len(obj) == 60 and {t["type"] for t in obj} == {"obj"} and sum(t["query"] == "negative" for t in obj) == 30
     _, negative = selected(preset="negative-only")
     assert len(negative) == 120 and {t["query"] for t in negative} == {"negative"}
     result, everything = selected(preset="all-queries")

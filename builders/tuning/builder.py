@@ -3,11 +3,15 @@
 Pipeline of one build (``finer build tuning --source PIXMO_DIR --out OUT --llm-base-url ... --llm-model ...``):
 
 1. read the Parquet shards (:mod:`.source`): one row per image URL, with skips for bad rows,
-   duplicate URLs and COCO/DOCCI URLs (leakage guard);
+   duplicate URLs and COCO/DOCCI URLs (leakage guard); with ``--image-category`` (off by
+   default), the LLM sorts the captions into appendix E.2's classes (:mod:`.category`) and only
+   the rows of the kept classes go on, before any image is fetched;
 2. fetch every image (:mod:`.images`, :mod:`finer_datasets.fetch`): resumable cache, dead URLs
    counted and skipped; images whose sha256 is on ``--exclude-sha256`` are skipped too;
 3. the LLM stage (:mod:`.stage`): phrases Ψ+, negatives Ψ− and Wh pairs from each caption;
-4. tuples, selection and splits (:mod:`finer_datasets.preference.construct`), pure and seeded;
+4. tuples (appendix G's templates by default), selection and splits
+   (:mod:`finer_datasets.preference.construct`), pure and seeded; a selection smaller than its
+   target (160K for every preset) is one warning line and is recorded in the manifest and card;
 5. one sample per image: the image and a record with its provenance, phrases and tuples.
 
 ``--part I/N`` builds the images whose URL hashes to part I; ``finer merge`` rebuilds the whole
@@ -27,6 +31,7 @@ from typing import Any, Iterator
 from finer_datasets.core.builder import BuildContext, DatasetBuilder, Sample
 from finer_datasets.core.validation import schema_path
 from finer_datasets.errors import UsageError
+from finer_datasets.preference.configs import shards_for, short_text, target_size
 from finer_datasets.preference.construct import (
     QUERIES,
     TYPES,
@@ -38,11 +43,13 @@ from finer_datasets.preference.construct import (
 )
 
 from . import options as opts
+from .category import CATEGORIES, ImageCategories
 from .images import DEAD, EXCLUDED, fetch_outcomes, import_outcomes
 from .source import (
     CAPTION_WORDS,
     LEAKAGE_PATTERNS,
     Row,
+    file_rows,
     parquet_files,
     prompt_caption,
     read_rows,
@@ -70,8 +77,8 @@ class Tuning(DatasetBuilder):
     splits = ("train", "validation")
     task_categories = ("visual-question-answering",)
     tags = ("hallucination", "multimodal", "dpo", "preference", "negative-queries", "webdataset")
-    policy_skips = frozenset({DEAD, EXCLUDED, "duplicate_url", "no_tuples", "not_selected"})
-    llm_stages = {"phrases": TuningPhrases}
+    policy_skips = frozenset({DEAD, EXCLUDED, "duplicate_url", "no_tuples", "not_selected", "image_category"})
+    llm_stages = {"phrases": TuningPhrases, "category": ImageCategories}
     requires_llm = True
 
     # -- options -------------------------------------------------------------------------------
@@ -124,7 +131,8 @@ class Tuning(DatasetBuilder):
         rows = read_rows(source, ctx.report, max_images=o.max_images, totals=totals)
         if o.part is not None:
             rows = [r for r in rows if part_index(r.url, o.part[1]) == o.part[0] - 1]
-        ctx.stats.update(options=o, rows_read=totals, rows=len(rows))
+        shards = sum(n / file_rows(source / rel) for rel, n in totals.items())
+        ctx.stats.update(options=o, rows_read=totals, rows=len(rows), shards_read=shards)
         ctx.report.consider(len(rows))
         return sorted(rows, key=lambda r: r.key)
 
@@ -133,6 +141,8 @@ class Tuning(DatasetBuilder):
         if o.image_cache is None:
             raise UsageError("FINER-Tuning needs an image cache folder: pass --image-cache (default OUT.images)")
         excluded, list_sha = opts.read_exclusions(o.exclude_sha256)  # before any download: fail fast
+        if o.image_category is not None:
+            units = self._categories(units, o, ctx)
         if o.from_parts:
             outcomes = import_outcomes(units, o.image_cache, o.from_parts)
         else:
@@ -153,6 +163,35 @@ class Tuning(DatasetBuilder):
         answers = ctx.llm.stage("phrases").run(usable, ctx.seed)
         self._tuples(usable, answers, o, ctx)
 
+    def _categories(self, units: list[Row], o: opts.TuningOptions, ctx: BuildContext) -> list[Row]:
+        """Appendix E.2: the LLM's class of every caption; the rows of the kept classes (the others
+        skipped by policy, unclassifiable ones as unusable answers), counts per class in the stats."""
+        stage = ctx.llm.stage("category") if ctx.llm is not None else None
+        if stage is None:
+            raise UsageError("--image-category needs the LLM stage 'category', which this run lacks (its transcript "
+                             "was recorded without it, or --llm-stages leaves it out): build with --llm-base-url and "
+                             "--llm-model")
+        answers = stage.run(units)
+        found: Counter[str] = Counter()
+        kept = []
+        for row in units:
+            category, problem = answers[row.key]
+            ctx.report.consider(1)
+            if problem is not None:
+                found["unusable"] += 1
+                ctx.report.skip("llm_unusable_answer", path=row.file, record=row.row, field="tuning_category",
+                                detail=problem)
+                continue
+            found[category] += 1
+            if category in o.image_category:
+                kept.append(row)
+            else:
+                ctx.report.skip("image_category", path=row.file, record=row.row, field="caption",
+                                detail=f"{category} (kept: {', '.join(o.image_category)})")
+        ctx.stats["categories"] = {"classes": {c: found[c] for c in CATEGORIES}, "unusable": found["unusable"],
+                                   "kept": list(o.image_category), "rows_kept": len(kept)}
+        return kept
+
     def _tuples(self, usable: list[Row], answers: dict[str, Any], o: opts.TuningOptions, ctx: BuildContext) -> None:
         report, seed = ctx.report, ctx.seed
         pools: dict[str, tuple[Row, Any, list[dict[str, Any]], list[str]]] = {}
@@ -161,14 +200,18 @@ class Tuning(DatasetBuilder):
             report.consider(6)  # the prompts of one image
             for task, problem in answer.problems:
                 report.skip("llm_unusable_answer", path=row.file, record=row.row, field=task, detail=problem)
-            tuples = candidate_tuples(answer.phrases, answer.wh, row.key, seed)
+            tuples = candidate_tuples(answer.phrases, answer.wh, row.key, seed, o.templates)
             if not tuples:
                 report.skip("no_tuples", path=row.file, record=row.row, field="caption",
                             detail="no usable phrase or Wh question in the caption")
                 continue
             pools[row.key] = (row, answer, tuples, preselect(tuples, row.key, o.selection, seed))
         cap = None if o.part is not None else o.selection.max_tuples  # parts defer the global cap to the merge
-        chosen = subsample((i for *_, ids in pools.values() for i in ids), cap, seed)
+        selectable = [i for *_, ids in pools.values() for i in ids]
+        chosen = subsample(selectable, cap, seed)
+        ctx.stats["target"] = size = target_size(cap, len(selectable), ctx.stats.get("shards_read", 0.0))
+        if size is not None and not size["reached"]:
+            logger.warning("preset %s is short of its target: %s", o.preset, short_text(size))
         records: dict[str, dict[str, Any]] = {}
         ctx.stats["candidates"] = sum(len(tuples) for _, _, tuples, _ in pools.values())
         for key, (row, answer, tuples, _) in pools.items():
@@ -212,11 +255,12 @@ class Tuning(DatasetBuilder):
         urls = len(outcomes)
         leaks = [s for s in ctx.report.skips if s["reason"] == EXCLUDED]
         by_url = sum(1 for s in leaks if " image URL: " in s["detail"])  # read_rows' detail; the rest: by sha256
-        return {
+        out = {
             "records": len(selected),
             "tuples": {
                 "candidates": ctx.stats.get("candidates", 0),
                 "selected": len(selected),
+                "target": ctx.stats.get("target"),
                 "by_type": {k: {q: sum(1 for _, t in selected if t["type"] == k and t["query"] == q) for q in QUERIES}
                             for k in TYPES},
                 "by_query": {q: sum(1 for _, t in selected if t["query"] == q) for q in QUERIES},
@@ -228,6 +272,9 @@ class Tuning(DatasetBuilder):
                       "dead_reasons": dict(sorted(dead.items()))},
             "leakage": {"url_pattern": by_url, "sha256": len(leaks) - by_url},
         }
+        if "categories" in ctx.stats:
+            out["image_category"] = ctx.stats["categories"]
+        return out
 
     def provenance(self, ctx: BuildContext) -> dict[str, Any]:
         o: opts.TuningOptions = ctx.stats["options"]
@@ -237,7 +284,9 @@ class Tuning(DatasetBuilder):
             "source_files": [{"file": f, "rows_read": n, "images_used": used.get(f, 0)}
                              for f, n in sorted(ctx.stats.get("rows_read", {}).items())],
             "caption_words": CAPTION_WORDS,
-            "selection": {"preset": o.preset, **o.selection.to_dict(), "validation_ratio": o.validation_ratio},
+            "selection": {"preset": o.preset, **o.selection.to_dict(), "templates": o.templates,
+                          "shards_at_paper_yield": shards_for(o.selection), "validation_ratio": o.validation_ratio},
+            "image_category": {"keep": list(o.image_category)} if o.image_category is not None else None,
             "leakage_guard": {"url_patterns": {k: p.pattern for k, p in LEAKAGE_PATTERNS.items()},
                               "exclusion_list": {"hashes": size, "sha256": list_sha}},
         }

@@ -11,6 +11,9 @@ from typing import Any
 from finer_datasets.errors import SourceError, UsageError
 from finer_datasets.preference.configs import DEFAULT_PRESET, PRESETS, VALIDATION_RATIO
 from finer_datasets.preference.construct import QUERIES, SAMPLINGS, TYPES, Selection
+from finer_datasets.preference.templates import DEFAULT_TEMPLATES, TEMPLATE_SETS
+
+from .category import CATEGORIES, DEFAULT_KEEP
 
 __all__ = ["TuningOptions", "add_arguments", "options_from_args", "parse_options", "parse_part", "read_exclusions"]
 
@@ -19,6 +22,8 @@ __all__ = ["TuningOptions", "add_arguments", "options_from_args", "parse_options
 class TuningOptions:
     preset: str = DEFAULT_PRESET
     selection: Selection = PRESETS[DEFAULT_PRESET]
+    templates: str = DEFAULT_TEMPLATES
+    image_category: tuple[str, ...] | None = None  # the classes kept; None: no filter (the paper's default)
     validation_ratio: float = VALIDATION_RATIO
     max_images: int | None = None
     part: tuple[int, int] | None = None  # (i, n), 1-based
@@ -33,7 +38,9 @@ class TuningOptions:
         s = self.selection
         out: dict[str, Any] = {"preset": self.preset, "types": ",".join(s.types), "queries": ",".join(s.queries),
                                "sampling": s.sampling, "max_tuples": s.max_tuples or 0,
-                               "validation_ratio": self.validation_ratio}
+                               "templates": self.templates, "validation_ratio": self.validation_ratio}
+        if self.image_category is not None:
+            out["image_category"] = ",".join(self.image_category)
         if self.max_images is not None:
             out["max_images"] = self.max_images
         if self.exclude_sha256 is not None:
@@ -79,6 +86,11 @@ def parse_options(options: dict[str, Any]) -> TuningOptions:
         if int(options["max_tuples"]) < 0:
             raise UsageError("--max-tuples must be 0 (no cap) or positive")
         changes["max_tuples"] = int(options["max_tuples"]) or None
+    templates = options.get("templates") or DEFAULT_TEMPLATES
+    if templates not in TEMPLATE_SETS:
+        raise UsageError(f"--templates {templates!r}: use one of {', '.join(TEMPLATE_SETS)}")
+    category = options.get("image_category")
+    keep = _names(category, CATEGORIES, "image-category") if category is not None else None
     ratio = float(options.get("validation_ratio", VALIDATION_RATIO))
     if not 0.0 < ratio < 1.0:
         raise UsageError(f"--validation-ratio {ratio}: expected a share between 0 and 1 (both splits hold images)")
@@ -95,7 +107,8 @@ def parse_options(options: dict[str, Any]) -> TuningOptions:
             fetch[key.removeprefix("fetch_")] = options[key]
     cache = options.get("image_cache")
     return TuningOptions(
-        preset=preset, selection=replace(base, **changes), validation_ratio=ratio,
+        preset=preset, selection=replace(base, **changes), templates=templates, image_category=keep,
+        validation_ratio=ratio,
         max_images=int(max_images) if max_images is not None else None, part=tuple(part) if part else None,
         image_cache=Path(cache) if cache else None,
         exclude_sha256=Path(options["exclude_sha256"]) if options.get("exclude_sha256") else None,
@@ -124,14 +137,22 @@ def read_exclusions(path: Path | None) -> tuple[frozenset[str], str | None]:
 
 def add_arguments(group: Any) -> None:
     group.add_argument("--preset", choices=list(PRESETS), default=None,
-                       help=f"selection of tuples (default {DEFAULT_PRESET}: the paper's training set; obj/attr/rel/wh, "
-                            "negative-only, positive-only: the paper's ablations)")
+                       help=f"selection of tuples (default {DEFAULT_PRESET}: the paper's training set; obj/attr/rel/wh: "
+                            "Table 5, both queries of one type; negative-only: Table 4). Each targets 160K tuples: "
+                            "paper and negative-only need 6 Pixmo-cap shards, a subset 9")
     group.add_argument("--types", help=f"override the preset's types (comma list of {', '.join(TYPES)})")
     group.add_argument("--queries", help="override the preset's query polarities (positive,negative)")
     group.add_argument("--sampling", choices=SAMPLINGS, help="pon: per image and type the positive or the negative "
                        "query (seeded); all: both")
     group.add_argument("--max-tuples", type=int, help="keep at most this many tuples, uniformly at random "
-                       "(default 160000; 0: no cap)")
+                       "(default 160000, the paper's size and the target a build warns it falls short of; 0: no cap)")
+    group.add_argument("--templates", choices=TEMPLATE_SETS, default=None,
+                       help=f"yes/no question templates of Obj/Attr/Rel (default {DEFAULT_TEMPLATES}: the paper's five, "
+                            "appendix G; ours: fifteen of our own, five per type)")
+    group.add_argument("--image-category", nargs="?", const=",".join(DEFAULT_KEEP), default=None, metavar="CLASSES",
+                       help="classify each caption with the LLM (appendix E.2: " + ", ".join(CATEGORIES) +
+                            ") and keep only the rows of these classes (comma list; alone: "
+                            f"{','.join(DEFAULT_KEEP)}). Off by default, as in the paper")
     group.add_argument("--validation-ratio", type=float, default=None,
                        help=f"share of images in the validation split (default {VALIDATION_RATIO})")
     group.add_argument("--max-images", type=int, help="use only the first N usable rows of the source")
@@ -148,7 +169,8 @@ def add_arguments(group: Any) -> None:
 
 def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     options = {name: getattr(args, name, None) for name in
-               ("preset", "types", "queries", "sampling", "max_tuples", "max_images", "part", "exclude_sha256",
+               ("preset", "types", "queries", "sampling", "max_tuples", "templates", "image_category", "max_images",
+                "part", "exclude_sha256",
                 "fetch_concurrency", "fetch_per_host", "fetch_timeout")}
     if getattr(args, "validation_ratio", None) is not None:
         options["validation_ratio"] = args.validation_ratio

@@ -4,7 +4,8 @@ Rule-based, for the captions of the bundled sample and dummy data (written by
 ``maintenance/make_sample.py`` in a small grammar: "There is a red ball with white stripes.",
 "The ball is to the left of the box."), so the LLM path can be recorded and replayed offline.
 It is not a model: on other captions it extracts nothing and gives no Wh question (which the
-stage counts as an unusable answer).
+stage counts as an unusable answer). It sorts captions into image categories by a few words
+("screenshot", "chart", "receipt", ...; anything else is a natural image).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ OPPOSITE = {"to the left of": "to the right of", "to the right of": "to the left
             "below": "above", "next to": "far from"}
 
 _CAPTION = re.compile(r'"""\s*(.*?)\s*"""', re.S)
+#: the image-category prompt: the first class whose words the caption uses, else natural_image
+_KINDS = (("screenshot_ui", re.compile(r"\b(screenshots?|app|website|web page|user interface|browser window)\b", re.I)),
+          ("chart_graph", re.compile(r"\b(charts?|graphs?|diagrams?|plots?|flowcharts?)\b", re.I)),
+          ("document_text", re.compile(r"\b(documents?|receipts?|printed page|handwritten|form)\b", re.I)))
 _THERE_IS = re.compile(r"There is an? (\w+) (\w+) with ([^.]+)\.")
 _RELATION = re.compile(r"The (\w+) is (" + "|".join(map(re.escape, RELATIONS)) + r") the (\w+)\.")
 
@@ -103,6 +108,8 @@ def answer(text: str, rng: random.Random) -> dict[str, Any] | None:
     found = _CAPTION.search(text)
     caption = found.group(1) if found else ""
     task = text.split("\n", 1)[0]
+    if task == "Task: classify an image from its description.":
+        return {"category": next((kind for kind, words in _KINDS if words.search(caption)), "natural_image")}
     if task == "Task: list the objects of an image from its description.":
         return {"objects": [{k: v for k, v in o.items() if k != "color"} for o in _scene(caption)]}
     if task == "Task: replace an object.":

@@ -25,7 +25,7 @@ from finer_datasets.core.builder import BuildReport, image_key
 from finer_datasets.errors import SourceError
 
 __all__ = ["Row", "parquet_files", "read_rows", "leakage_match", "LEAKAGE_PATTERNS", "CAPTION_WORDS",
-           "prompt_caption", "download_source", "COLUMNS"]
+           "prompt_caption", "download_source", "COLUMNS", "file_rows"]
 
 COLUMNS = ("image_url", "caption")
 #: the LLM sees the first 512 whitespace-separated words of a caption (paper: first 512 tokens)
@@ -83,15 +83,27 @@ def _valid_url(value: Any) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def _iter_file(path: Path) -> Iterator[tuple[int, Any, Any]]:
-    """``(row, image_url, caption)`` of one Parquet file; SourceError for unreadable files/columns."""
+def _open(path: Path) -> Any:
+    """A ``pyarrow.parquet.ParquetFile``; SourceError when the file is not readable Parquet."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        handle = pq.ParquetFile(path)
+        return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(f"not a readable Parquet file ({str(exc).splitlines()[0]})", path=path) from exc
+
+
+def file_rows(path: Path) -> int:
+    """The number of rows of a Parquet file (from its footer)."""
+    return _open(path).metadata.num_rows
+
+
+def _iter_file(path: Path) -> Iterator[tuple[int, Any, Any]]:
+    """``(row, image_url, caption)`` of one Parquet file; SourceError for unreadable files/columns."""
+    import pyarrow as pa
+
+    handle = _open(path)
     names = handle.schema_arrow.names
     for column in COLUMNS:
         if column not in names:
@@ -160,6 +172,8 @@ def download_source(dest: str | Path, *, repo_id: str = "allenai/pixmo-cap", fil
                     revision: str | None = None) -> list[Path]:
     """Download the first ``files`` Parquet shards of a Hub dataset (default: Pixmo-cap, as the paper
     used its first 6 shards) into ``dest``, keeping their repository paths; returns the local files.
+    The ablation presets need more: ``shards_for(PRESETS[name])`` of
+    :mod:`finer_datasets.preference.configs` (9 for a Table 5 subset at the paper's yield).
 
     Uses ``huggingface_hub`` (network; not exercised by the offline tests). Pass ``dest`` as
     ``--source`` afterwards; the manifest fingerprints the files, and the card records the build.

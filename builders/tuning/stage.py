@@ -33,7 +33,7 @@ from finer_datasets.preference.construct import (
 
 from .source import Row, prompt_caption
 
-__all__ = ["TuningPhrases", "ImageAnswers", "MAX_REASKS", "TASKS"]
+__all__ = ["AskingStage", "TuningPhrases", "ImageAnswers", "MAX_REASKS", "TASKS", "Checked"]
 
 MAX_REASKS = 2
 TASKS = ("tuning_extract", "tuning_negative_obj", "tuning_negative_attr", "tuning_negative_rel",
@@ -148,11 +148,9 @@ class ImageAnswers:
     problems: list[tuple[str, str]] = field(default_factory=list)
 
 
-class TuningPhrases(Stage):
-    """The stage (``llm_stages = {"phrases": TuningPhrases}``)."""
-
-    label = "phrase extraction, negatives and Wh questions"
-    tasks = TASKS
+class AskingStage(Stage):
+    """A stage whose answers are JSON objects it checks itself, re-asking (at most
+    :data:`MAX_REASKS` times) with the problem; counts re-asks and unusable answers per task."""
 
     def __init__(self, client: Any, prompts: Any):
         super().__init__(client, prompts)
@@ -183,6 +181,13 @@ class TuningPhrases(Stage):
                                        {"role": "user", "content": _REASK.format(problem=problem)}]
         self.unusable[task] += 1
         return None, f"unusable after {MAX_REASKS} re-asks: {problem}"
+
+
+class TuningPhrases(AskingStage):
+    """The stage (``llm_stages = {"phrases": TuningPhrases, ...}``)."""
+
+    label = "phrase extraction, negatives and Wh questions"
+    tasks = TASKS
 
     async def _image(self, row: Row, seed: int) -> ImageAnswers:
         caption, _ = prompt_caption(row.caption)

@@ -1,8 +1,8 @@
 """FINER-Tuning's preference data: tuples (x, q, a+, a-) from phrases, and the formats trainers read.
 
     construct.py    pure, seeded construction: phrases -> candidate tuples -> selection, splits, parts
-    templates.py    the five yes/no question templates per type (Obj, Attr, Rel)
-    configs.py      PRESETS: the paper's training set and its ablations (Tables 4 and 5)
+    templates.py    the yes/no question templates of Obj, Attr, Rel: the paper's five (appendix G) or ours
+    configs.py      PRESETS: the paper's training set and its ablations (Tables 4 and 5), their sizes
     records.py      per-image record -> rows: trl_rows (TRL DPO), sft_rows (SFT ablation)
     llamafactory.py export to LLaMA-Factory's sharegpt ranking/SFT format, and a format check
 

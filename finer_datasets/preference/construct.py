@@ -12,7 +12,7 @@ The steps for one image:
    relations of a random object (Rel), each with the instance that will be replaced (eq. 3);
 2. the LLM writes the replacement of that instance (:class:`Phrase` = Ψ+ and Ψ−);
 3. :func:`candidate_tuples` -- a positive and a negative query for each type (eq. 4): templated
-   (:mod:`.templates`, one of five per tuple) for Obj/Attr/Rel, LLM-written for Wh
+   (:mod:`.templates`, one of five per tuple: appendix G's or ours) for Obj/Attr/Rel, LLM-written for Wh
    (:class:`WhPair`, symmetrised as in appendix G);
 4. :func:`preselect` (types, query polarity, "pon"/"all") and :func:`subsample` (at most
    ``max_tuples``, uniformly) -- the tuples a release selects; :func:`split_of` -- the split.
@@ -25,7 +25,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from finer_datasets.preference.templates import TEMPLATES
+from finer_datasets.preference.templates import DEFAULT_TEMPLATES, templates_for
 
 __all__ = [
     "TYPES", "TEMPLATED", "QUERIES", "SAMPLINGS", "LIMITS", "SceneObject", "PhrasePlan", "Phrase", "WhPair",
@@ -180,13 +180,15 @@ def _tuple(image_id: str, kind: str, query: str, number: int, question: str, cho
             "question": question, "chosen": chosen, "rejected": rejected, "selected": False}
 
 
-def template_tuples(phrase: Phrase, image_id: str, seed: int) -> list[dict[str, Any]]:
-    """The positive and the negative tuple of a templated type (template drawn per tuple)."""
+def template_tuples(phrase: Phrase, image_id: str, seed: int, templates: str = DEFAULT_TEMPLATES) -> list[dict[str, Any]]:
+    """The positive and the negative tuple of a templated type: each draws its own template of the set
+    ``templates`` (``paper``: appendix G's five; ``ours``) from its own seeded stream."""
     out = []
     pos, neg = phrase.positive, phrase.negative
+    pool = templates_for(phrase.type, templates)
     for query in QUERIES:
-        number = rng_for(seed, f"template:{phrase.type}:{query}", image_id).randint(1, len(TEMPLATES[phrase.type]))
-        t = TEMPLATES[phrase.type][number - 1]
+        number = rng_for(seed, f"template:{phrase.type}:{query}", image_id).randint(1, len(pool))
+        t = pool[number - 1]
         if query == "positive":
             question, chosen, rejected = t.question.format(X=pos), t.yes.format(Y=pos), t.no.format(Z=neg)
         else:
@@ -201,12 +203,13 @@ def wh_tuples(pair: WhPair, image_id: str) -> list[dict[str, Any]]:
             _tuple(image_id, "wh", "negative", 0, pair.negative_question, pair.negative_answer, pair.positive_answer)]
 
 
-def candidate_tuples(phrases: dict[str, Phrase], wh: WhPair | None, image_id: str, seed: int) -> list[dict[str, Any]]:
+def candidate_tuples(phrases: dict[str, Phrase], wh: WhPair | None, image_id: str, seed: int,
+                     templates: str = DEFAULT_TEMPLATES) -> list[dict[str, Any]]:
     """Every tuple of one image (at most 8), in type order, positive before negative; none selected."""
     out: list[dict[str, Any]] = []
     for kind in TEMPLATED:
         if kind in phrases:
-            out += template_tuples(phrases[kind], image_id, seed)
+            out += template_tuples(phrases[kind], image_id, seed, templates)
     if wh is not None:
         out += wh_tuples(wh, image_id)
     return out

@@ -1,24 +1,40 @@
 """Question and answer templates of the yes/no preference tuples (Obj, Attr, Rel).
 
-Five templates per type, in the spirit of the paper's section G (our own wording): a question
-about a phrase ``{X}``, an accepting answer that starts with "Yes" and names ``{Y}``, and a
-correcting answer that starts with "No" and names ``{Z}``. Every slot receives a whole phrase
-(an object list, "the car with ...", "the car parked next to ..."), so no template depends on
-grammatical number. How the slots are filled (paper eq. 4, section G)::
+Two sets, chosen per build (``finer build tuning --templates paper|ours``):
 
-    positive query  q+ = Q(Ψ+)   chosen = Yes(Ψ+)   rejected = No(Ψ−)
-    negative query  q- = Q(Ψ−)   chosen = No(Ψ+)    rejected = Yes(Ψ−)
+* ``paper`` (the default): the five templates of the paper's appendix G, shared by Obj, Attr and
+  Rel, word for word;
+* ``ours``: fifteen templates of our own (five per type, finer-datasets 1.x), for a build whose
+  questions should not repeat the paper's (and the FINER benchmarks') wording.
 
-so the chosen answer always starts with the correct Yes/No and names what the image shows.
-A template is numbered 1..5 in records (its index here + 1); the numbers are part of the
-dataset's contract and never reordered.
+A template is a question about a phrase ``{X}``, an accepting answer that starts with "Yes" and
+names ``{Y}``, and a correcting answer that starts with "No, but" and names ``{Z}``. Every slot
+receives a whole phrase (an object list, "the car with ...", "the car parked next to ..."), so no
+template depends on grammatical number. One template is drawn per tuple (seeded, see
+:func:`~.construct.template_tuples`). How the slots are filled::
+
+    positive query  q+ = Q(Ψ+)   chosen a+ = Yes(Ψ+)   rejected a- = No(Ψ−)
+    negative query  q- = Q(Ψ−)   chosen a+ = No(Ψ+)    rejected a- = Yes(Ψ−)
+
+so the chosen answer always starts with the correct Yes/No and names what the image shows. This is
+the paper's section 3 ("a+ begins with the correct response ... and mentions the correct image
+features, while a− is the opposite") and the benchmarks' MCQs (appendix B.4: for q−, "No, but I can
+see P+" is correct and "Yes" names the corrupted phrase). Appendix G's text for the negative
+configuration reads {Y} = Ψ+, {Z} = Ψ−, which would make the chosen answer "No, but ... Ψ−" (naming
+what is *not* in the image); we follow section 3 and B.4, as the authors' released generation code
+does ("No, but" + the positive phrase as the accepted answer of a negative question).
+
+A template is numbered 1..5 in records (its index in its set + 1; the paper's numbering for
+``paper``); the numbers are part of the dataset's contract and never reordered. The manifest
+(``provenance.selection.templates``) says which set a build used.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["Template", "TEMPLATES", "template"]
+__all__ = ["Template", "TEMPLATES", "TEMPLATE_SETS", "DEFAULT_TEMPLATES", "PAPER_TEMPLATES", "template",
+           "templates_for"]
 
 
 class Template(NamedTuple):
@@ -27,7 +43,18 @@ class Template(NamedTuple):
     no: str
 
 
-TEMPLATES: dict[str, tuple[Template, ...]] = {
+#: appendix G, templates (1) to (5), shared by Obj, Attr and Rel
+PAPER_TEMPLATES: tuple[Template, ...] = (
+    Template("Does this image contain {X}?", "Yes, this image contains {Y}.", "No, but this image contains {Z}."),
+    Template("Does this image show {X}?", "Yes, this image shows {Y}.", "No, but this image shows {Z}."),
+    Template("Does this image include {X}?", "Yes, this image includes {Y}.", "No, but this image includes {Z}."),
+    Template("Can you see {X} in this image?", "Yes, I can see {Y} in this image.",
+             "No, but I can see {Z} in this image."),
+    Template("Can {X} be seen in this image?", "Yes, {Y} can be seen in this image.",
+             "No, but {Z} can be seen in this image."),
+)
+
+_OURS: dict[str, tuple[Template, ...]] = {
     # Ψ_Obj: "a red car, a wooden bench, and a tree"
     "obj": (
         Template("Is there {X} in this picture?", "Yes, there is {Y} in this picture.",
@@ -66,7 +93,22 @@ TEMPLATES: dict[str, tuple[Template, ...]] = {
     ),
 }
 
+#: template set -> type -> its five templates
+TEMPLATES: dict[str, dict[str, tuple[Template, ...]]] = {
+    "paper": {kind: PAPER_TEMPLATES for kind in ("obj", "attr", "rel")},
+    "ours": _OURS,
+}
+TEMPLATE_SETS = tuple(TEMPLATES)
+DEFAULT_TEMPLATES = "paper"
 
-def template(kind: str, number: int) -> Template:
-    """Template ``number`` (1..5) of ``kind`` (``obj``, ``attr`` or ``rel``)."""
-    return TEMPLATES[kind][number - 1]
+
+def templates_for(kind: str, templates: str = DEFAULT_TEMPLATES) -> tuple[Template, ...]:
+    """The five templates of ``kind`` (``obj``, ``attr`` or ``rel``) in the set ``templates``."""
+    if templates not in TEMPLATES:
+        raise ValueError(f"template set {templates!r}: use one of {', '.join(TEMPLATE_SETS)}")
+    return TEMPLATES[templates][kind]
+
+
+def template(kind: str, number: int, templates: str = DEFAULT_TEMPLATES) -> Template:
+    """Template ``number`` (1..5) of ``kind`` in the set ``templates``."""
+    return templates_for(kind, templates)[number - 1]
