@@ -1,33 +1,16 @@
-"""The FINER-DOCCI specific parts of the card: ours next to the paper's numbers, extraction counts."""
+"""The FINER-DOCCI specific parts of the card: extraction counts and the entropy filter beside the paper's
+(the pairs per setting and k beside Table 9 are :mod:`finer_datasets.mcq.paper`'s, shared with CompreCap)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from finer_datasets.constants import SETTINGS
-
 __all__ = ["docci_card_values"]
 
 
 def _n(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-def _comparison_rows(counts: dict[str, Any]) -> str:
-    paper = counts["paper"]
-    rows = []
-    for setting in SETTINGS:
-        ours_k = counts["pairs_by_k"][setting]
-        if setting == "wh":
-            ours_per_k, paper_per_k = "-", "-"
-        else:
-            ks = sorted(int(k) for k in ours_k)
-            ours_per_k = ", ".join(f"{k}: {ours_k[str(k)]}" for k in ks) or "-"
-            paper_per_k = ", ".join(f"{k}: {n:,}" for k, n in paper["pairs_by_k"][setting].items())
-        rows.append(f"| `{setting}` | {_n(counts['pairs'][setting])} | {_n(counts['mcqs'][setting])} | "
-                    f"{_n(paper['mcqs'][setting])} | {ours_per_k} | {paper_per_k} |")
-    return "\n".join(rows)
 
 
 _EXTRACTION_ROWS = (
@@ -84,7 +67,6 @@ def docci_card_values(manifest: dict[str, Any], levels: Sequence[tuple[str, str,
         "docci_split": docci["split"],
         "docci_lines": lines,
         "docci_skipped": skipped,
-        "comparison_rows": _comparison_rows(counts),
         "extraction_rows": _extraction_rows(counts["extraction"]),
         "filter_rows": _filter_rows(manifest, levels),
         "validation_mllm": f"`{extraction['validation_mllm']}`" if extraction["validation_mllm"] else
