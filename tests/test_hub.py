@@ -1,6 +1,7 @@
 """Proof over HTTP: a local Hub (olah, offline, 127.0.0.1) serving released versions to the real
 `datasets`/`huggingface_hub` clients, and uploads tested at their HTTP boundary (fake_hub.py)."""
 
+import contextlib
 import json
 import os
 import socket
@@ -46,6 +47,13 @@ def olah(tmp_path_factory, versions):
     root = tmp_path_factory.mktemp("olah")
     for folder in [LEGACY, *versions.values()]:
         release(folder, to=root / "mirrors" / "datasets" / REPO)
+    with olah_server(root, REPO) as url:
+        yield url, root
+
+
+@contextlib.contextmanager
+def olah_server(root: Path, repo: str):
+    """olah, offline, on 127.0.0.1, serving the git repositories of ``root/mirrors`` (``datasets/<repo>``)."""
     port = free_port()
     (root / "olah.toml").write_text(
         f'[basic]\nhost = "127.0.0.1"\nport = {port}\nrepos-path = "{root / "cache"}"\n'
@@ -58,16 +66,18 @@ def olah(tmp_path_factory, versions):
     deadline = time.monotonic() + 60
     while True:
         try:
-            urllib.request.urlopen(f"{url}/api/datasets/{REPO}/refs", timeout=2).read()
+            urllib.request.urlopen(f"{url}/api/datasets/{repo}/refs", timeout=2).read()
             break
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 pytest.fail("olah did not start")
             time.sleep(0.3)
-    yield url, root
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 LOADER = """

@@ -17,11 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from finer_datasets.core.builder import BuildContext, BuildReport, image_key
+from finer_datasets.core.builder import BuildContext, BuildReport, DatasetBuilder, image_key
 from finer_datasets.core.images import IMAGE_EXTENSIONS
 from finer_datasets.core.source import read_json
 from finer_datasets.core.text import clean_text, split_sentences
 from finer_datasets.errors import SourceError
+from finer_datasets.hub.from_release import add_release_arguments, release_options, release_variant
 from finer_datasets.mcq.builder import SceneGraphMCQBuilder, SourceImage
 from finer_datasets.mcq.pairs import KLimits
 from finer_datasets.scene_graph.graph import (
@@ -32,6 +33,7 @@ from finer_datasets.scene_graph.graph import (
 )
 from finer_datasets.scene_graph.lexicon import Lexicon, default_lexicon
 
+from .paper import PAPER
 from .parsing import parse_relation, rewrite_attribute
 from .rewrite import LLMAttributeRewriter
 
@@ -49,6 +51,7 @@ class CompreCap(SceneGraphMCQBuilder):
     license_text = ("The questions and scene graphs are derived from the CompreCap annotations (CC BY 4.0). "
                     "The images are COCO images, which remain under the Flickr terms of use of their owners.")
     limits = KLimits(objects=6, attributes=3, relations=3)
+    paper = PAPER  # Table 9 counts CompreCap per k: the default sampling (per-k)
     llm_stages = {**SceneGraphMCQBuilder.llm_stages, "rewrite": LLMAttributeRewriter}
     # entropy-filter thresholds of the paper for FINER-CompreCap (Table 7)
     entropy_thresholds = {"object": 0.8, "attribute": 0.8, "relation": 0.4}
@@ -62,6 +65,18 @@ class CompreCap(SceneGraphMCQBuilder):
         from . import scripted
 
         return [scripted.answer]
+
+    # -- building from the authors' released items (--from-release TABLES; finer_datasets.hub.from_release)
+
+    def add_arguments(self, group: Any) -> None:
+        super().add_arguments(group)
+        add_release_arguments(group)
+
+    def options_from(self, args: Any) -> dict[str, Any]:
+        return {**super().options_from(args), **release_options(args)}
+
+    def variant(self, options: dict[str, Any]) -> DatasetBuilder:
+        return release_variant(self, options)
 
     @staticmethod
     def images_dir(source: Path) -> Path:

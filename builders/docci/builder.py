@@ -7,7 +7,9 @@ graphs: they are extracted from the captions (paper, section B.2) by the model s
 object pairs copied verbatim (stage 2), relations validated by an MLLM on the image and the LLM
 on the caption -- all inside :meth:`Docci.read_graphs`, before the first shard. Negatives (4 per
 element, MLLM entropy filter with DOCCI's θ of Table 7) and the MCQ pairs are the shared
-:class:`~finer_datasets.mcq.builder.SceneGraphMCQBuilder` machinery.
+:class:`~finer_datasets.mcq.builder.SceneGraphMCQBuilder` machinery, sampled as the paper's Table 9
+counts FINER-DOCCI: one pair per image / object / subject with k = min(K, n) (``--sampling table9``,
+the default; ``--sampling per-k`` asks one pair per k as FINER-CompreCap does).
 
 A build therefore always needs a model (``requires_llm``): ``--llm-base-url``/``--llm-model``
 (plus ``--mllm-*`` for the validation and entropy filter), or ``--replay TRANSCRIPT``;
@@ -20,15 +22,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from finer_datasets.core.builder import BuildContext
+from finer_datasets.core.builder import BuildContext, DatasetBuilder
 from finer_datasets.core.images import IMAGE_EXTENSIONS
 from finer_datasets.errors import UsageError
+from finer_datasets.hub.from_release import add_release_arguments, release_options, release_variant
 from finer_datasets.mcq.builder import (
     MCQ_POLICY_SKIPS,
     SceneGraphMCQBuilder,
     SourceImage,
 )
-from finer_datasets.mcq.pairs import KLimits
+from finer_datasets.mcq.pairs import TABLE9, KLimits
+from finer_datasets.mcq.paper import PaperStats
 from finer_datasets.scene_graph.lexicon import Lexicon, default_lexicon
 
 from .extract import MAX_OBJECTS, ObjectExtractor, RelationExtractor
@@ -42,7 +46,7 @@ from .source import (
 )
 from .validate import RelationValidator
 
-__all__ = ["PAPER_MCQS", "PAPER_PAIRS_BY_K", "Docci"]
+__all__ = ["PAPER", "PAPER_MCQS", "PAPER_PAIRS_BY_K", "Docci"]
 
 #: MCQs per setting of FINER-DOCCI in the paper (section 2.1): twice the pairs
 PAPER_MCQS = {"multi_obj": 10_000, "multi_attr": 28_630, "multi_rel": 11_542, "wh": 20_944}
@@ -52,6 +56,8 @@ PAPER_PAIRS_BY_K = {"multi_obj": [65, 496, 909, 980, 874, 1676], "multi_attr": [
                     "multi_rel": [4404, 1168, 199], "wh": [10472]}
 #: scene-graph sizes of D-SG in the paper (Table 7) and relations its validation removed (section B.2)
 PAPER_SCENE_GRAPH = {"objects": 24_528, "attributes": 52_911, "relations": 15_342, "relations_filtered": 1_771}
+PAPER = PaperStats(images=5_000, pairs_by_k={s: tuple(v) for s, v in PAPER_PAIRS_BY_K.items()}, mcqs=PAPER_MCQS,
+                   scene_graph=PAPER_SCENE_GRAPH)
 _LEVELS = (("object", "Obj", 3_242), ("attribute", "Attr", 2_827), ("relation", "Rel", 2_143))
 
 
@@ -66,6 +72,8 @@ class Docci(SceneGraphMCQBuilder):
                     "by Google under CC BY 4.0; this derived dataset is released under CC BY 4.0 too. Attribution: "
                     "DOCCI, https://google.github.io/docci/.")
     limits = KLimits(objects=6, attributes=5, relations=3)
+    sampling = TABLE9  # Table 9: its multi_obj pairs sum to the 5,000 images, one pair each
+    paper = PAPER
     # entropy-filter thresholds of the paper for FINER-DOCCI (Table 7)
     entropy_thresholds: ClassVar[dict[str, float]] = {"object": 0.8, "attribute": 0.4, "relation": 0.8}
     llm_stages: ClassVar[dict[str, type]] = {**SceneGraphMCQBuilder.llm_stages, "extract": ObjectExtractor,
@@ -90,10 +98,15 @@ class Docci(SceneGraphMCQBuilder):
                            help="DOCCI split to build from (never train: FINER-Tuning must stay free of DOCCI train)")
         group.add_argument("--max-relation-pairs", type=int, default=DEFAULT_MAX_PAIRS, metavar="N",
                            help="most object pairs per image asked about in relation extraction (stage 2)")
+        add_release_arguments(group)
 
     def options_from(self, args: Any) -> dict[str, Any]:
         return {**super().options_from(args), "docci_split": getattr(args, "docci_split", "test"),
-                "max_relation_pairs": getattr(args, "max_relation_pairs", DEFAULT_MAX_PAIRS)}
+                "max_relation_pairs": getattr(args, "max_relation_pairs", DEFAULT_MAX_PAIRS), **release_options(args)}
+
+    def variant(self, options: dict[str, Any]) -> DatasetBuilder:
+        """The authors' released items with ``--from-release`` (finer_datasets.hub.from_release; no model)."""
+        return release_variant(self, options)
 
     def recorded_options(self, options: dict[str, Any]) -> dict[str, Any]:
         return {**super().recorded_options(options), "docci_split": self._split(options),
@@ -147,9 +160,6 @@ class Docci(SceneGraphMCQBuilder):
         counts["mcqs"] = {s: 2 * n for s, n in counts["pairs"].items()}
         extraction = ctx.stats.get("extraction")
         counts["extraction"] = extraction.to_dict() if extraction is not None else {}
-        counts["paper"] = {"mcqs": PAPER_MCQS, "pairs_by_k": {s: {str(k + 1): n for k, n in enumerate(v)} if s != "wh"
-                                                              else {"-": v[0]} for s, v in PAPER_PAIRS_BY_K.items()},
-                           "scene_graph": PAPER_SCENE_GRAPH}
         return counts
 
     def provenance(self, ctx: BuildContext) -> dict[str, Any]:

@@ -17,7 +17,7 @@ def add_arguments(b: argparse.ArgumentParser, builder: Any) -> None:
     from finer_datasets.core.build import DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES
 
     b.add_argument("dataset", help="dataset name (finer list shows them), e.g. compre_cap")
-    src = b.add_mutually_exclusive_group(required=True)
+    src = b.add_mutually_exclusive_group()  # one of them, unless the builder's options name the source
     src.add_argument("--source", type=Path, help="source folder in the dataset's original layout (read, never written)")
     src.add_argument("--sample", action="store_true", help="use the small sample bundled with the package")
     b.add_argument("--out", type=Path, required=True,
@@ -71,7 +71,8 @@ def canonical_command(args: argparse.Namespace, builder: Any, llm: Any = None) -
     """The build command as recorded in the card: no local paths or URLs, so builds stay
     reproducible (a replayed build records the same command as the recorded one)."""
     cmd = ["finer", "build", args.dataset]
-    cmd += ["--sample"] if args.sample else ["--source", args.source.resolve().name or "SOURCE"]
+    if args.sample or args.source is not None:
+        cmd += ["--sample"] if args.sample else ["--source", args.source.resolve().name or "SOURCE"]
     cmd += ["--out", "OUT", "--seed", str(args.seed)]
     if getattr(args, "version_label", None):
         cmd += ["--version-label", args.version_label]
@@ -164,8 +165,14 @@ def run(args: argparse.Namespace, builder: Any) -> int:
     from finer_datasets.core.build import build
     from finer_datasets.core.output import check_output
 
-    source = builder.sample_dir() if args.sample else args.source
     options = builder.options_from(args)
+    builder = builder.variant(options)  # e.g. an import of the authors' released items (--from-release)
+    named = builder.source_from_options(options)
+    if named is not None and (args.sample or args.source is not None):
+        raise UsageError(f"the {builder.pretty_name} options name the source ({named}): drop --source / --sample")
+    source = builder.sample_dir() if args.sample else args.source if args.source is not None else named
+    if source is None:
+        raise UsageError("one of --source DIR and --sample is required")
     protected = [source, *builder.protected_paths(options)]
     protected += [p for p in (args.replay if args.replay and str(args.replay) != "sample" else None,) if p]
     if args.llm_base_url or args.transcript:

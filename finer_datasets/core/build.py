@@ -66,7 +66,7 @@ class BuildResult:
 def build(
     builder: DatasetBuilder,
     *,
-    source: str | Path,
+    source: str | Path | None,
     out: str | Path,
     seed: int = 0,
     strict: bool = False,
@@ -84,8 +84,10 @@ def build(
 ) -> BuildResult:
     """Build ``builder``'s dataset from ``source`` into the folder ``out`` (a Hub dataset repo).
 
-    ``llm`` is a :class:`finer_datasets.llm.LLMRun` when model stages run; ``options`` are the
-    builder's own options (see its ``add_arguments``); ``command`` is recorded in the card;
+    The build is made by ``builder.variant(options)`` (the builder itself unless its options ask
+    for another way, e.g. ``from_release``); ``source=None`` is the folder those options name
+    (``source_from_options``). ``llm`` is a :class:`finer_datasets.llm.LLMRun` when model stages
+    run; ``options`` are the builder's own options (see its ``add_arguments``); ``command`` is recorded in the card;
     ``protected`` names more input paths that ``out`` must not contain (transcripts, files named
     by options); ``version_label`` makes the version ``<VERSION>+<label>`` (a PEP 440 local
     version: a user's own rebuild, released and tagged under that version). Output safety (lock, staging, atomic replace) is
@@ -95,16 +97,20 @@ def build(
     """
     if max_samples < 1 or max_bytes < 1:
         raise UsageError("--shard-samples and --shard-bytes must be positive")
+    options = dict(options or {})
+    builder = builder.variant(options)
     version = labelled_version(builder.version, version_label)
     if not 0.0 <= max_skip_rate <= 1.0:
         raise UsageError(f"--max-skip-rate must be between 0 and 1, got {max_skip_rate}")
     if builder.requires_llm and llm is None:
         raise UsageError(f"{builder.pretty_name} needs a model: pass --llm-base-url and --llm-model, or --replay "
                          "TRANSCRIPT (--sample replays the bundled one by default)")
+    source = source if source is not None else builder.source_from_options(options)
+    if source is None:
+        raise UsageError(f"{builder.pretty_name}: no source folder given")
     source = Path(source)
     if not source.is_dir():
         raise SourceError("source folder not found" if not source.exists() else "source is not a folder", path=source)
-    options = dict(options or {})
     guarded = [source, *protected, *builder.protected_paths(options)]
     with staged_output(Path(out), protected=guarded, overwrite=overwrite) as staging:
         ctx = BuildContext(builder=builder, source=source, seed=seed, llm=llm, options=options, progress=progress,

@@ -248,6 +248,16 @@ class DatasetBuilder(ABC):
         """Input files named by options, which ``--out`` must never contain."""
         return []
 
+    def variant(self, options: dict[str, Any]) -> DatasetBuilder:
+        """The builder that makes a build with these options: ``self`` (default), or another one of
+        the same dataset (e.g. an import of released items instead of a build from the source)."""
+        return self
+
+    def source_from_options(self, options: dict[str, Any]) -> Path | None:
+        """The source folder named by the builder's own options (e.g. ``--from-release TABLES``),
+        which then takes the place of ``--source``; ``None`` (default) when they name none."""
+        return None
+
     # -- hooks ---------------------------------------------------------------------------------
 
     @abstractmethod

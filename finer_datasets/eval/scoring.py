@@ -175,8 +175,8 @@ class PairOutcome:
     """How one pair was answered (see :func:`pair_outcome`)."""
 
     setting: str
-    k: int
-    negated_index: int
+    k: int | None  # None: unknown (a pair imported from the authors' release whose text does not tell)
+    negated_index: int | None
     positive_letter: str | None
     negative_letter: str | None
     positive_correct: bool
@@ -221,8 +221,8 @@ def pair_outcome(record: Mapping[str, Any], positive_letter: str | None, negativ
             raise ValueError(f"not an option letter: {letter!r}")
     return PairOutcome(
         setting=record["setting"],
-        k=int(record["k"]),
-        negated_index=int(record["negated_index"]),
+        k=None if record["k"] is None else int(record["k"]),
+        negated_index=None if record["negated_index"] is None else int(record["negated_index"]),
         positive_letter=positive_letter,
         negative_letter=negative_letter,
         positive_correct=positive_letter == pos["answer"],
@@ -241,7 +241,8 @@ def _percent(count: int | float, total: int) -> float | None:
 def _by(outcomes: Sequence[PairOutcome], key: str) -> dict[int, dict[str, Any]]:
     groups: dict[int, list[PairOutcome]] = {}
     for o in outcomes:
-        groups.setdefault(getattr(o, key), []).append(o)
+        if getattr(o, key) is not None:  # a pair of unknown k / position is in no group
+            groups.setdefault(getattr(o, key), []).append(o)
     out = {}
     for value, group in sorted(groups.items()):
         right = sum(o.paired_correct for o in group)

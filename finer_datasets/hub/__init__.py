@@ -7,4 +7,5 @@ releases as git tags, publishing.
     versions.py  dataset versions in PEP 440 order (2.0.0 < 2.0.0+lab.1 < 2.0.1)
     diff.py      finer diff: what changed between two versions (folders, REPO@TAG, Hub ids)
     publish.py   finer publish: upload, check against the manifest, tag
+    from_release.py  finer build compre_cap|docci --from-release: a build of the authors' released items
 """
