@@ -64,7 +64,7 @@ def test_records_validate_with_an_independent_validator(sample_build):
 
 def test_manifest_counts_hashes_sources_and_digest(sample_build):
     m = verify(sample_build.out)
-    assert m["version"] == "2.0.0" and m["seed"] == 0 and m["dataset"] == "compre_cap"
+    assert m["version"] == "2.1.0" and m["seed"] == 0 and m["dataset"] == "compre_cap"
     assert m["format"] == "finer-manifest/2" and m["layout"] == "per-image/1" and len(m["digest"]) == 64
     shards = [f for f in m["files"] if f["path"].startswith("data/")]
     assert sum(f["samples"] for f in shards) == m["counts"]["samples"]["test"] == m["counts"]["images"] == 12
@@ -95,7 +95,7 @@ def test_card_yaml_declares_typed_per_image_features_from_the_schema(sample_buil
                                "num_examples": 12}]
     by_k = sample_build.manifest["counts"]["pairs_by_k"]["multi_obj"]
     assert f"| `multi_obj` | (1,6) | {', '.join(str(by_k[str(k)]) for k in range(1, 7))} |" in body
-    assert "2.0.0" in body and "@inproceedings{xiao2026finer" in body and "Flickr" in body
+    assert "2.1.0" in body and "@inproceedings{xiao2026finer" in body and "Flickr" in body
     assert "finer build compre_cap" in body and "for q in (p[\"positive\"], p[\"negative\"])" in body
 
 
@@ -181,5 +181,5 @@ def test_overwrite_is_required_to_replace(tmp_path, builder, sample_dir):
 
 def test_cli_sample_build(tmp_path, capsys):
     assert main(["build", "compre_cap", "--sample", "--out", str(tmp_path / "cli"), "--no-progress"]) == 0
-    assert "built FINER-CompreCap 2.0.0" in capsys.readouterr().out
+    assert "built FINER-CompreCap 2.1.0" in capsys.readouterr().out
     assert verify(tmp_path / "cli")["counts"]["images"] == 12

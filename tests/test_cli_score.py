@@ -66,7 +66,7 @@ def test_score_records_the_run_and_names_the_model(sample_build, tmp_path):
     assert main(["score", str(sample_build.out), "--predictions", str(answers), "--out", str(run), "--bootstrap", "0"]) == 0
     assert json.loads((run / "run.json").read_text()) == made
     report = json.loads((run / "report.json").read_text())
-    assert report["title"] == "FINER evaluation: org/vlm-7b on FINER-CompreCap 2.0.0"  # the dataset by name, not path
+    assert report["title"] == "FINER evaluation: org/vlm-7b on FINER-CompreCap 2.1.0"  # the dataset by name, not path
     assert (report["model"], report["engine"], report["prompt"]) == ("org/vlm-7b", "generate",
                                                                      {"name": "appendix-d", "max_new_tokens": 3})
     assert "Prompt template: `appendix-d`, at most 3 new tokens." in (run / "report.md").read_text()

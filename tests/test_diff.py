@@ -100,9 +100,9 @@ def test_a_first_release_has_nothing_before_it():
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, sample_build, sample_dir):
-    """A release repository holding v2.0.0 (the sample) and v2.1.0 (seed 1), and the v2.1.0 folder."""
+    """A release repository holding v2.1.0 (the sample) and v2.2.0 (seed 1), and the v2.2.0 folder."""
     root = tmp_path_factory.mktemp("diff")
-    v2 = build_next(root / "v2.1", sample_dir)
+    v2 = build_next(root / "v2.2", sample_dir)
     release(sample_build.out, to=root / "repo")
     release(v2, to=root / "repo")
     return root / "repo", v2
@@ -118,11 +118,11 @@ def test_diff_of_two_tags_leaves_the_repository_untouched(repo, sample_build):
     path, v2 = repo
     before = (git(path, "rev-parse", "HEAD"), git(path, "status", "--porcelain"), tree_files(path),
               (path / ".git" / "index").read_bytes())
-    run = finer("diff", f"{path}@v2.0.0", f"{path}@v2.1.0")
+    run = finer("diff", f"{path}@v2.1.0", f"{path}@v2.2.0")
     assert run.returncode == 0, run.stderr
     out = run.stdout
-    assert f"old: {path}@v2.0.0  FINER-CompreCap (compre_cap) 2.0.0" in out
-    assert f"new: {path}@v2.1.0  FINER-CompreCap (compre_cap) 2.1.0" in out
+    assert f"old: {path}@v2.1.0  FINER-CompreCap (compre_cap) 2.1.0" in out
+    assert f"new: {path}@v2.2.0  FINER-CompreCap (compre_cap) 2.2.0" in out
     assert sample_build.manifest["digest"] in out and json.loads((v2 / "manifest.json").read_text())["digest"] in out
     assert "content: differs" in out and "289 changed" in out and "question ids: NOT stable" in out
     after = (git(path, "rev-parse", "HEAD"), git(path, "status", "--porcelain"), tree_files(path),
@@ -132,15 +132,15 @@ def test_diff_of_two_tags_leaves_the_repository_untouched(repo, sample_build):
 
 def test_diff_json_says_the_same_as_the_text(repo, sample_build):
     path, v2 = repo
-    run = finer("diff", f"{path}@v2.0.0", v2, "--json")
+    run = finer("diff", f"{path}@v2.1.0", v2, "--json")
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
-    assert result["old"]["version"] == "2.0.0" and result["new"]["version"] == "2.1.0"
+    assert result["old"]["version"] == "2.1.0" and result["new"]["version"] == "2.2.0"
     assert result["old"]["manifest_digest"] == sample_build.manifest["digest"]
     assert result["total"] == {"old": 289, "new": 289} and result["items"]["changed"] == 289
     assert set(result["counts"]) == {"multi_obj", "multi_attr", "multi_rel", "wh"}
     assert result["questions"]["stable"] is False and set(result["bytes"]) == {"shards", "card", "other"}
-    assert render(result) in finer("diff", f"{path}@v2.0.0", v2).stdout
+    assert render(result) in finer("diff", f"{path}@v2.1.0", v2).stdout
 
 
 def test_a_folder_against_itself_is_identical(sample_build, tmp_path):
@@ -169,8 +169,8 @@ def test_sides_that_cannot_be_read(repo, sample_build, tmp_path):
     (broken / "README.md").write_text("edited")
     plain = tmp_path / "plain"
     plain.mkdir()
-    cases = [((f"{path}@v9.9.9", sample_build.out), 2, "has no revision 'v9.9.9' (its version tags: v2.0.0, v2.1.0)"),
-             ((f"{plain}@v2.0.0", sample_build.out), 2, "is not a git repository"),
+    cases = [((f"{path}@v9.9.9", sample_build.out), 2, "has no revision 'v9.9.9' (its version tags: v2.1.0, v2.2.0)"),
+             ((f"{plain}@v2.1.0", sample_build.out), 2, "is not a git repository"),
              ((tmp_path / "missing", sample_build.out), 2, "no such dataset folder"),
              ((broken, sample_build.out), 3, "does not verify"),
              ((f"{path}@", sample_build.out), 2, "give REPO_DIR@REVISION")]
@@ -181,9 +181,9 @@ def test_sides_that_cannot_be_read(repo, sample_build, tmp_path):
 
 def test_diff_of_two_hub_revisions_over_http(olah, tmp_path):  # noqa: F811
     url, _ = olah
-    run = finer("diff", f"{REPO}@v2.0.0", f"{REPO}@v2.1.0", "--json", env=hub_env(url, tmp_path / "home"))
+    run = finer("diff", f"{REPO}@v2.1.0", f"{REPO}@v2.2.0", "--json", env=hub_env(url, tmp_path / "home"))
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
-    assert (result["old"]["revision"], result["new"]["revision"]) == ("v2.0.0", "v2.1.0")
-    assert (result["old"]["version"], result["new"]["version"]) == ("2.0.0", "2.1.0")
+    assert (result["old"]["revision"], result["new"]["revision"]) == ("v2.1.0", "v2.2.0")
+    assert (result["old"]["version"], result["new"]["version"]) == ("2.1.0", "2.2.0")
     assert result["items"]["changed"] == 289

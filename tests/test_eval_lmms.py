@@ -194,7 +194,7 @@ def test_finer_export_writes_tasks_pinned_to_the_dataset(sample_build, tmp_path,
     config = load_config(tmp_path / "t2" / "finer_compre_cap_wh.yaml")
     assert config["generation_kwargs"]["max_new_tokens"] == 3
     assert config["lmms_eval_specific_kwargs"]["default"]["prompt"] == "appendix-d"
-    assert "dataset_kwargs:\n  revision: v2.0.0\n" in lmms.task_yamls(dataset="finer/compre_cap", revision="v2.0.0")[
+    assert "dataset_kwargs:\n  revision: v2.1.0\n" in lmms.task_yamls(dataset="finer/compre_cap", revision="v2.1.0")[
         "_finer_compre_cap_template_yaml"]
 
 

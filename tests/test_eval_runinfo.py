@@ -7,7 +7,7 @@ import pytest
 from finer_datasets.errors import OutputError
 from finer_datasets.eval.runinfo import IDENTITY, claim_run, read_run, run_record
 
-DATASET = {"source": "out/compre_cap", "dataset": "compre_cap", "version": "2.0.0", "manifest_digest": "sha256:aa",
+DATASET = {"source": "out/compre_cap", "dataset": "compre_cap", "version": "2.1.0", "manifest_digest": "sha256:aa",
            "layout": "per-image/1", "verified": True, "revision": None}
 
 
@@ -30,7 +30,7 @@ def test_first_session_writes_and_a_same_run_resumes(tmp_path):
 @pytest.mark.parametrize("change", [{"model": "other"}, {"engine": "letters"}, {"prompt": "appendix-d"},
                                     {"max_new_tokens": 3}, {"dtype": "bfloat16"},
                                     {"dataset": {**DATASET, "manifest_digest": "sha256:bb"}},
-                                    {"dataset": {**DATASET, "version": "2.0.1"}}])
+                                    {"dataset": {**DATASET, "version": "2.1.1"}}])
 def test_a_different_run_is_refused(tmp_path, change):
     claim_run(tmp_path, record(), has_answers=False)
     before = (tmp_path / "run.json").read_text()

@@ -104,7 +104,7 @@ def test_a_release_repository_loads_each_revision_as_its_own_folder(tmp_path, sa
         run = subprocess.run([sys.executable, "-m", "finer_datasets.cli", "release", str(folder), "--to", str(repo)],
                              capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr
-    for revision, folder in (("v2.0.0", sample_build.out), ("v2.0.0+lab.1", second)):
+    for revision, folder in (("v2.1.0", sample_build.out), ("v2.1.0+lab.1", second)):
         records, _ = shards(folder)
         loaded = load_finer(str(repo), "images", split="test", revision=revision)
         assert list(loaded["json"]) == records, revision
@@ -120,9 +120,9 @@ def test_a_revision_of_a_plain_folder_or_an_unknown_tag_is_one_line(tmp_path, sa
     from finer_datasets.errors import UsageError
 
     with pytest.raises(UsageError, match="applies to Hub ids and release repositories"):
-        load_finer(str(sample_build.out), "questions", split="test", revision="v2.0.0")
+        load_finer(str(sample_build.out), "questions", split="test", revision="v2.1.0")
     repo = tmp_path / "releases"
     subprocess.run([sys.executable, "-m", "finer_datasets.cli", "release", str(sample_build.out), "--to", str(repo)],
                    capture_output=True, check=True)
-    with pytest.raises(UsageError, match=r"has no revision 'v9.9.9' \(its version tags: v2.0.0\)"):
+    with pytest.raises(UsageError, match=r"has no revision 'v9.9.9' \(its version tags: v2.1.0\)"):
         load_finer(str(repo), "questions", split="test", revision="v9.9.9")

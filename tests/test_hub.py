@@ -37,8 +37,8 @@ LEGACY = Path(__file__).parent / "fixtures" / "compre_cap_v1.0.0_dummy"  # a 1.0
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory, sample_build, sample_dir):
     root = tmp_path_factory.mktemp("hub")
-    v21 = build(CompreCapNext(), source=sample_dir, out=root / "v2.1", seed=1, progress=False).out
-    return {"v2.0.0": sample_build.out, "v2.1.0": v21}
+    v21 = build(CompreCapNext(), source=sample_dir, out=root / "v2.2", seed=1, progress=False).out
+    return {"v2.1.0": sample_build.out, "v2.2.0": v21}
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +85,14 @@ import json, sys, datasets
 from finer_datasets import load_finer
 datasets.disable_progress_bars()
 repo, out = sys.argv[1], {}
-for revision in ("v2.0.0", "v2.1.0"):
+for revision in ("v2.1.0", "v2.2.0"):
     ds = datasets.load_dataset(repo, split="test", revision=revision)
     out[revision] = [[p["pair_id"], p["positive"]["options"]] for r in ds["json"] for p in r["pairs"]]
     out[revision + "/size"] = list(ds[0]["jpg"].size)
     out[revision + "/questions"] = list(load_finer(repo, "questions", split="test", setting="wh", revision=revision)["question_id"])
-stream = datasets.load_dataset(repo, split="test", revision="v2.0.0", streaming=True)
+stream = datasets.load_dataset(repo, split="test", revision="v2.1.0", streaming=True)
 out["stream"] = [[p["pair_id"], p["positive"]["options"]] for r in stream for p in r["json"]["pairs"]]
-out["default_config"] = datasets.load_dataset(repo, revision="v2.1.0")["test"].num_rows
+out["default_config"] = datasets.load_dataset(repo, revision="v2.2.0")["test"].num_rows
 legacy = datasets.load_dataset(repo, split="multi_obj", revision="v1.0.0")  # the old layout, by its tag
 out["legacy"] = [r["pair_id"] for r in legacy["json"]]
 out["legacy/pairs"] = list(load_finer(repo, "pairs", setting="multi_obj", revision="v1.0.0")["test"]["pair_id"])
@@ -122,8 +122,8 @@ def test_load_dataset_over_http_matches_local_folders(olah, versions):
         wh = list(load_finer(str(folder), "questions", split="test", setting="wh")["question_id"])
         assert got[f"{revision}/questions"] == wh and wh
     # the versions coexist and each revision returns its own rows
-    assert got["v2.0.0"] != got["v2.1.0"]
-    assert got["stream"] == local(versions["v2.0.0"])
+    assert got["v2.1.0"] != got["v2.2.0"]
+    assert got["stream"] == local(versions["v2.1.0"])
     assert got["default_config"] == 12
     # the release before the per-image layout keeps loading by its tag, through both loaders
     legacy = datasets.load_dataset(str(LEGACY), split="multi_obj")
@@ -147,7 +147,7 @@ print(json.dumps(out))
 
 
 def test_two_revisions_never_share_a_cache_online_or_offline(olah, versions, tmp_path):
-    """Load v2.1.0 then v2.0.0 into one cache, then again with the Hub offline (from the caches only):
+    """Load v2.2.0 then v2.1.0 into one cache, then again with the Hub offline (from the caches only):
     each revision gives its own rows every time. Offline, `datasets.load_dataset` itself ignores the
     revision (it serves its newest cache of the repo); `load_finer` resolves the revision through the
     Hub cache's refs and loads that snapshot."""
@@ -157,7 +157,7 @@ def test_two_revisions_never_share_a_cache_online_or_offline(olah, versions, tmp
     questions = {rev: list(load_finer(str(folder), "questions", split="test")["options"]) for rev, folder in versions.items()}
     for offline in ("0", "1"):
         env = {**hub_env(url, home), "HF_HUB_OFFLINE": offline, "HF_DATASETS_OFFLINE": offline}
-        run = subprocess.run([sys.executable, "-c", REVISIONS, REPO, "v2.1.0", "v2.0.0"], capture_output=True, text=True,
+        run = subprocess.run([sys.executable, "-c", REVISIONS, REPO, "v2.2.0", "v2.1.0"], capture_output=True, text=True,
                              env=env, timeout=300)
         assert run.returncode == 0, run.stderr[-3000:]
         got = json.loads(run.stdout.strip().splitlines()[-1])
@@ -172,16 +172,16 @@ def test_score_a_hub_id_at_a_revision_over_http(olah, versions, tmp_path, sample
     url, root = olah
     predictions = tmp_path / "p.jsonl"
     with predictions.open("w") as f:
-        for r in datasets.load_dataset(str(versions["v2.0.0"]), split="test")["json"]:
+        for r in datasets.load_dataset(str(versions["v2.1.0"]), split="test")["json"]:
             for p in r["pairs"]:
                 for q in (p["positive"], p["negative"]):
                     f.write(json.dumps({"question_id": q["question_id"], "response": q["answer"]}) + "\n")
-    run = cli(["score", REPO, "--revision", "v2.0.0", "--predictions", str(predictions), "--out", str(tmp_path / "r")],
+    run = cli(["score", REPO, "--revision", "v2.1.0", "--predictions", str(predictions), "--out", str(tmp_path / "r")],
               url, root / "hf-home")
     assert run.returncode == 0, run.stderr
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["overall"]["paired_accuracy"] == 100.0
-    assert report["dataset"]["version"] == "2.0.0" and report["dataset"]["revision"] == "v2.0.0"
+    assert report["dataset"]["version"] == "2.1.0" and report["dataset"]["revision"] == "v2.1.0"
     assert report["dataset"]["manifest_digest"] == sample_build.manifest["digest"] and report["dataset"]["verified"]
 
 
@@ -191,28 +191,28 @@ def test_score_a_hub_id_at_a_revision_over_http(olah, versions, tmp_path, sample
 def test_publish_creates_uploads_verifies_and_tags(versions):
     with FakeHub() as hub:
         api = HfApi(endpoint=hub.url, token="hf_test_token")
-        plan = plan_publish(versions["v2.0.0"], REPO, private=True)
+        plan = plan_publish(versions["v2.1.0"], REPO, private=True)
         commit = publish(plan, api=api)
         repo = hub.repos[REPO]
-        assert repo.private and repo.tags["v2.0.0"][0] == commit
-        assert repo.tags["v2.0.0"][1].startswith("FINER-CompreCap 2.0.0")
-        folder = versions["v2.0.0"]
-        assert hub.files(REPO, "v2.0.0") == {p.relative_to(folder).as_posix(): p.read_bytes()
+        assert repo.private and repo.tags["v2.1.0"][0] == commit
+        assert repo.tags["v2.1.0"][1].startswith("FINER-CompreCap 2.1.0")
+        folder = versions["v2.1.0"]
+        assert hub.files(REPO, "v2.1.0") == {p.relative_to(folder).as_posix(): p.read_bytes()
                                              for p in folder.rglob("*") if p.is_file()}
         assert all(h.get("authorization") == "Bearer hf_test_token" for _, _, h, _ in hub.requests)
         # the next version goes on top; the first stays reachable by its tag
-        commit2 = publish(plan_publish(versions["v2.1.0"], REPO), api=api)
-        assert commit2 != commit and set(repo.tags) == {"v2.0.0", "v2.1.0"}
-        assert hub.files(REPO, "v2.0.0")["manifest.json"] != hub.files(REPO, "v2.1.0")["manifest.json"]
+        commit2 = publish(plan_publish(versions["v2.2.0"], REPO), api=api)
+        assert commit2 != commit and set(repo.tags) == {"v2.1.0", "v2.2.0"}
+        assert hub.files(REPO, "v2.1.0")["manifest.json"] != hub.files(REPO, "v2.2.0")["manifest.json"]
 
 
 def test_publish_refuses_an_existing_tag(versions):
     with FakeHub() as hub:
         api = HfApi(endpoint=hub.url, token="hf_test_token")
-        plan = plan_publish(versions["v2.0.0"], REPO)
+        plan = plan_publish(versions["v2.1.0"], REPO)
         publish(plan, api=api)
         commits = len(hub.repos[REPO].commits)
-        with pytest.raises(ReleaseError, match="already has tag v2.0.0"):
+        with pytest.raises(ReleaseError, match="already has tag v2.1.0"):
             publish(plan, api=api)
         assert len(hub.repos[REPO].commits) == commits
 
@@ -221,7 +221,7 @@ def test_publish_does_not_tag_an_upload_that_differs_from_the_manifest(versions)
     with FakeHub(drop_paths=("data/test-00000.tar",)) as hub:
         api = HfApi(endpoint=hub.url, token="hf_test_token")
         with pytest.raises(ReleaseError, match="data/test-00000.tar: missing on the Hub"):
-            publish(plan_publish(versions["v2.0.0"], REPO), api=api)
+            publish(plan_publish(versions["v2.1.0"], REPO), api=api)
         assert hub.repos[REPO].tags == {}
 
 
@@ -232,13 +232,13 @@ def cli(args, url, home):
 
 def test_cli_dry_run_touches_nothing_and_the_token_is_never_printed(versions, tmp_path):
     with FakeHub() as hub:
-        dry = cli(["publish", str(versions["v2.0.0"]), "--repo", REPO, "--dry-run"], hub.url, tmp_path)
+        dry = cli(["publish", str(versions["v2.1.0"]), "--repo", REPO, "--dry-run"], hub.url, tmp_path)
         assert dry.returncode == 0, dry.stderr
         assert hub.requests == []
-        assert "tag:     v2.0.0" in dry.stdout and "data/test-00000.tar" in dry.stdout
-        done = cli(["publish", str(versions["v2.0.0"]), "--repo", REPO], hub.url, tmp_path)
+        assert "tag:     v2.1.0" in dry.stdout and "data/test-00000.tar" in dry.stdout
+        done = cli(["publish", str(versions["v2.1.0"]), "--repo", REPO], hub.url, tmp_path)
         assert done.returncode == 0, done.stderr
-        again = cli(["publish", str(versions["v2.0.0"]), "--repo", REPO], hub.url, tmp_path)
+        again = cli(["publish", str(versions["v2.1.0"]), "--repo", REPO], hub.url, tmp_path)
         assert again.returncode == 4 and "immutable" in again.stderr
         assert hub.requests and all(h.get("authorization") == "Bearer hf_test_token_do_not_print"
                                     for _, _, h, _ in hub.requests)

@@ -279,7 +279,7 @@ def test_official_csv_of_all_splits_and_of_plain_records(tmp_path, images, recor
 
 def labelled(result, sample_build, model="/models/checkpoints/my-vlm-7b"):
     return {**result, "model": model, "prompt": {"name": "official", "max_new_tokens": 2},
-            "dataset": {"dataset": "compre_cap", "pretty_name": "FINER-CompreCap", "version": "2.0.0",
+            "dataset": {"dataset": "compre_cap", "pretty_name": "FINER-CompreCap", "version": "2.1.0",
                         "manifest_digest": sample_build.manifest["digest"]}}
 
 
@@ -289,7 +289,7 @@ def test_accuracy_by_k_shows_n_and_a_wilson_interval_per_point(result, sample_bu
     fig = accuracy_by_k_figure(labelled(result, sample_build))
     ax = fig.axes[0]
     # the title names the dataset and the model by name, not a raw path
-    assert ax.get_title() == "Paired accuracy by k — my-vlm-7b\nFINER-CompreCap 2.0.0 · strict parser"
+    assert ax.get_title() == "Paired accuracy by k — my-vlm-7b\nFINER-CompreCap 2.1.0 · strict parser"
     texts = [t.get_text() for t in ax.texts]
     for setting, block in result["settings"].items():
         for k, group in block["by_k"].items():
@@ -322,7 +322,7 @@ def test_rates_without_a_read_answer_are_not_drawn_as_zero(result, sample_build)
 def test_report_defines_the_random_baselines_and_the_intervals(tmp_path, result, sample_build):
     write_report(labelled(result, sample_build), tmp_path, plots=True)
     md = (tmp_path / "report.md").read_text()
-    assert md.startswith("# FINER evaluation: my-vlm-7b on FINER-CompreCap 2.0.0\n")
+    assert md.startswith("# FINER evaluation: my-vlm-7b on FINER-CompreCap 2.1.0\n")
     assert "**Random (uniform)**" in md and "(1/5)² = 4%" in md
     assert "**Random (polarity-aware)** (paper, appendix E.6)" in md and "0.5 × 0.125 = 6.25%" in md
     assert "95% CI: percentile bootstrap over pairs, 200 resamples, seed 0; by k and by position: Wilson score" in md

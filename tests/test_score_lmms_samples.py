@@ -66,7 +66,7 @@ def test_score_from_lmms_eval_equals_its_own_table(sample_build, tmp_path):
     assert (report["model"], report["engine"]) == ("/tmp/fs/tiny-llava", "lmms-eval llava_hf")
     assert report["prompt"] == {"name": "official", "max_new_tokens": 2}
     assert report["headline"]["comparable_with_table1"] == "official"
-    assert report["title"] == "FINER evaluation: tiny-llava on FINER-CompreCap 2.0.0"
+    assert report["title"] == "FINER evaluation: tiny-llava on FINER-CompreCap 2.1.0"
     md = (out / "report.md").read_text()
     assert "lmms-eval --limit 5 --offset 27" in md and "4 answers to questions outside the scored pairs" in md
 

@@ -87,7 +87,7 @@ def test_score_refuses_a_dataset_that_does_not_verify(built, finer, tmp_path, or
 def test_reports_record_the_dataset_version_and_manifest_digest(sample_build, finer, tmp_path, oracle):
     assert finer("score", sample_build.out, "--predictions", oracle, "--out", tmp_path / "r").code == 0
     dataset = json.loads((tmp_path / "r" / "report.json").read_text())["dataset"]
-    assert dataset["dataset"] == "compre_cap" and dataset["version"] == "2.0.0" and dataset["verified"] is True
+    assert dataset["dataset"] == "compre_cap" and dataset["version"] == "2.1.0" and dataset["verified"] is True
     assert dataset["manifest_digest"] == sample_build.manifest["digest"]
 
 
@@ -103,8 +103,11 @@ def test_precomputed_negatives_that_are_in_the_image_are_refused(tmp_path, finer
 def test_cli_export_images_are_the_source_bytes(sample_build, sample_dir, finer, tmp_path):
     assert finer("export", sample_build.out, "--format", "vlmevalkit", "--out", tmp_path / "x.tsv").code == 0
     source = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (sample_dir / "images").glob("*.jpg")}
+    from finer_datasets.eval.export import resolve_image_references
+
     with (tmp_path / "x.tsv").open(encoding="utf-8", newline="") as f:
-        exported = {hashlib.sha256(base64.b64decode(r["image"])).hexdigest() for r in csv.DictReader(f, delimiter="\t")}
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    exported = {hashlib.sha256(base64.b64decode(image)).hexdigest() for image in resolve_image_references(rows)}
     assert exported == source  # byte for byte, never re-encoded
     assert (tmp_path / "x.tsv").stat().st_size < 3 * sum(p.stat().st_size for p in (sample_dir / "images").glob("*.jpg")) * 60
 
@@ -130,7 +133,7 @@ BAD_OPTIONS = [
     (["score", "{ds}", "--predictions", "{tmp}/missing.jsonl", "--out", "{tmp}/r"], 2, "missing.jsonl"),
     (["score", "{ds}", "--predictions", "{tmp}/latin1.jsonl", "--out", "{tmp}/r"], 2, "not UTF-8"),
     (["score", "{ds}", "--predictions", "{tmp}/p.jsonl", "--out", "{tmp}/r", "--revision", "v1"], 2, "--revision"),
-    (["export", "{ds}", "--format", "official-csv", "--out", "{tmp}"], 2, "is a folder"),
+    (["export", "{ds}", "--format", "official-csv", "--out", "{tmp}"], 6, "is a folder"),
     (["export", "{ds}", "--format", "official-csv", "--out", "{tmp}/x.csv", "--setting", "whh"], 2, "'whh'"),
     (["export", "{ds}", "--format", "docx", "--out", "{tmp}/x.docx"], 2, "--format"),
     (["verify", "{ds}/data/test-00000.tar"], 3, "is a file"),
@@ -159,11 +162,11 @@ def test_load_finer_names_a_bad_setting_or_view(sample_build):
         load_finer(str(sample_build.out), "rows")
 
 
-def test_the_readme_lists_every_exit_code():
+def test_the_docs_list_every_exit_code():
     from finer_datasets.errors import EXIT_CODES
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("## Exit codes and errors", 1)[1].split("\n## ", 1)[0]
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "guarantees.md").read_text()
+    section = docs.split("## Exit codes and errors", 1)[1].split("\n## ", 1)[0]
     for code in EXIT_CODES:
         assert f"| {code} |" in section, code
 
