@@ -4,6 +4,7 @@ Public API (importing this package is light: no torch, no ``datasets`` until you
 
     # loading
     load_finer(path, view="images" | "pairs" | "questions" | "trl", setting=...)
+    stream_finer(shards, view, shuffle=..., seed=...)   # the same rows streamed with webdataset
     # building, verifying
     build, get_builder, builder_names, register_builder_folder, verify
     # data model and pure, seeded MCQ construction
@@ -62,7 +63,7 @@ __all__ = [
     "SceneGraph", "SGObject", "SGAttribute", "SGRelation",
     "MCQ", "MCQPair", "yesno_pair", "wh_pair", "pairs_for_image", "KLimits", "SETTINGS", "LETTERS",
     "NegativesProvider", "LexicalNegatives", "PrecomputedNegatives",
-    "build", "get_builder", "builder_names", "register_builder_folder", "verify", "load_finer",
+    "build", "get_builder", "builder_names", "register_builder_folder", "verify", "load_finer", "stream_finer",
     "FinerError", "UsageError", "SourceError", "NegativesError", "StrictModeError", "RecordValidationError",
     "VerificationError", "ReleaseError", "PredictionsError", "LLMError", "TranscriptMissError", "OutputError",
     "QualityError", "parse_answer", "score",
@@ -75,6 +76,7 @@ _LAZY = {
     "register_builder_folder": ("finer_datasets.core.registry", "register_builder_folder"),
     "verify": ("finer_datasets.core.manifest", "verify"),
     "load_finer": ("finer_datasets.hub.load", "load_finer"),
+    "stream_finer": ("finer_datasets.hub.stream", "stream_finer"),
     "parse_answer": ("finer_datasets.eval.answers", "parse_answer"),
     "score": ("finer_datasets.eval.scoring", "score"),
 }

@@ -24,7 +24,7 @@ def test_the_trl_view_has_one_row_per_selected_tuple_with_its_image(built):
     selected = {t["id"]: r for r in records(built) for t in r["tuples"]}
     assert len(ds) == manifest["counts"]["tuples"]["by_split"]["train"] and set(ds["id"]) <= set(selected)
     row = ds[0]
-    assert set(row) == {"images", "prompt", "chosen", "rejected", "subset", "query_type", "id"}
+    assert set(row) == {"images", "prompt", "chosen", "rejected", "subset", "query_type", "id", "granularity"}
     assert len(row["images"]) == 1 and isinstance(row["images"][0], Image.Image)
     assert [c["type"] for c in row["prompt"][0]["content"]] == ["image", "text"]
     assert row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
@@ -47,13 +47,18 @@ def test_the_streaming_trl_view_carries_jpeg_and_png_images(built):
 
 
 def test_two_dpo_steps_of_a_tiny_vlm_run_on_the_trl_view(built, tmp_path):
+    check_two_dpo_steps(load_finer(str(built), "trl", split="train"), tmp_path)
+
+
+def check_two_dpo_steps(ds, tmp_path) -> None:
+    """Two DPO steps of the tiny LLaVA with LoRA on ``ds`` (a ``Dataset`` or ``IterableDataset``):
+    finite losses, log 2 at the first step, and a policy that moved."""
     pytest.importorskip("trl", reason="trl is not installed (pip install trl)")
     pytest.importorskip("peft", reason="peft is not installed (pip install peft)")
     from peft import LoraConfig
     from tiny_vlm import tiny_llava
     from trl import DPOConfig, DPOTrainer
 
-    ds = load_finer(str(built), "trl", split="train")
     model, processor = tiny_llava()
     args = DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=2, per_device_train_batch_size=2, learning_rate=1e-3,
                      beta=0.1, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, max_length=256)

@@ -1,14 +1,21 @@
-"""Deterministic WebDataset writing in small layers: encoder -> TarWriter -> ShardWriter.
+"""Deterministic WebDataset writing: ``webdataset.TarWriter`` inside a thin layer of ours.
 
 * :func:`encode_json` turns a record into canonical bytes (sorted keys, no spaces, UTF-8).
-* :class:`TarWriter` writes samples (``key`` + ``{extension: bytes}``) into one tar with fixed
-  metadata (mtime 0, uid/gid 0, mode 0644, no user names); members of a sample are sorted by
-  extension and keys must be strictly increasing, so member order is sorted and stable. The
-  sha256 and size of the tar are computed while it is written; with ``background=True`` the
-  writing and hashing run in a worker thread (both release the GIL), overlapping the caller's
-  work on the next samples.
+* :class:`TarWriter` writes samples (``key`` + ``{extension: bytes}``) into one tar through
+  ``webdataset.TarWriter`` with fixed metadata (mtime 0, uid/gid 0, user and group names empty,
+  mode 0644, PAX format, members as bytes: no encoder), so the same samples give the same bytes
+  on every machine. Ours adds: keys must be strictly increasing (so member order is sorted and
+  stable; webdataset sorts a sample's members by extension), the sha256 and size of the tar are
+  computed while it is written, and with ``background=True`` the file writing and hashing run in a
+  worker thread (both release the GIL), overlapping the caller's work on the next samples.
 * :class:`ShardWriter` starts a new tar every ``max_samples`` samples or ``max_bytes`` bytes and
-  calls ``post(ShardInfo)`` when a shard is complete.
+  calls ``post(ShardInfo)`` when a shard is complete. It is ours, not ``webdataset.ShardWriter``:
+  that one counts only the members' payload towards ``maxsize`` (our limit is the tar's size, headers
+  and padding included, so its shards would split elsewhere), opens its first tar in its constructor
+  (an empty file before any sample), prints each new shard on stdout, and hands ``post`` only the
+  file name (tests/test_shards_wds.py shows the split that differs).
+* :func:`shard_pattern` is the brace pattern of a split's shards (``test-{00000..00003}.tar``),
+  which webdataset and the dataset card use to name every shard of a release.
 """
 
 from __future__ import annotations
@@ -17,18 +24,17 @@ import hashlib
 import json
 import queue
 import re
-import tarfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-__all__ = ["KEY_PATTERN", "encode_json", "TarWriter", "ShardWriter", "ShardInfo"]
+__all__ = ["KEY_PATTERN", "encode_json", "TarWriter", "ShardWriter", "ShardInfo", "shard_name", "shard_pattern"]
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
-_BLOCK = tarfile.BLOCKSIZE
-_RECORD = tarfile.RECORDSIZE
 _EXTENSION = re.compile(r"^[a-z0-9]+$")
+#: the fixed tar metadata of every member (webdataset.TarWriter's arguments)
+TAR_METADATA = {"user": "", "group": "", "mode": 0o644, "mtime": 0, "format": "PAX_FORMAT"}
 
 
 def encode_json(record: Any) -> bytes:
@@ -36,14 +42,38 @@ def encode_json(record: Any) -> bytes:
     return json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def _header(name: str, size: int) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mtime = 0
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+def shard_name(prefix: str, index: int) -> str:
+    """``<prefix>-NNNNN.tar``: the name of shard ``index``."""
+    return f"{prefix}-{index:05d}.tar"
+
+
+def shard_pattern(prefix: str, count: int) -> str:
+    """The shards ``0 .. count-1`` of ``prefix`` as one name: ``<prefix>-{00000..NNNNN}.tar`` (brace
+    notation, as webdataset expands it), or the one name when there is one shard."""
+    if count < 1:
+        raise ValueError("a split has at least one shard")
+    return shard_name(prefix, 0) if count == 1 else f"{prefix}-{{{0:05d}..{count - 1:05d}}}.tar"
+
+
+class _Chunks:
+    """The file object webdataset writes into: it keeps what is written for the sink."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self.written = 0
+
+    def write(self, data: bytes) -> int:
+        self._chunks.append(data)
+        self.written += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing to flush: the chunks wait for :meth:`take`."""
+
+    def take(self) -> list[bytes]:
+        """What was written since the last call, as one chunk (tarfile writes in 10 KiB pieces)."""
+        chunks, self._chunks = self._chunks, []
+        return [b"".join(chunks)] if len(chunks) > 1 else chunks
 
 
 class _Sink:
@@ -106,10 +136,14 @@ class _ThreadSink(_Sink):
 
 
 class TarWriter:
-    """Write WebDataset samples to one binary file object, deterministically."""
+    """Write WebDataset samples to one binary file object, deterministically, with webdataset."""
 
     def __init__(self, fileobj: BinaryIO, *, background: bool = False):
+        import webdataset
+
         self._sink = _ThreadSink(fileobj) if background else _Sink(fileobj)
+        self._out = _Chunks()
+        self._tar = webdataset.TarWriter(self._out, encoder=False, **TAR_METADATA)
         self.size = 0
         self.samples = 0
         self._last_key: str | None = None
@@ -121,31 +155,23 @@ class TarWriter:
             raise ValueError(f"invalid WebDataset key {key!r}: use letters, digits, '_' and '-' only")
         if self._last_key is not None and key <= self._last_key:
             raise ValueError(f"keys must be strictly increasing: {key!r} after {self._last_key!r}")
-        chunks: list[bytes] = []
-        for extension in sorted(members):
+        for extension in members:
             if not _EXTENSION.match(extension):
                 raise ValueError(f"invalid member extension {extension!r}")
-            data = members[extension]
-            chunks.append(_header(f"{key}.{extension}", len(data)))
-            chunks.append(data)
-            remainder = len(data) % _BLOCK
-            if remainder:
-                chunks.append(b"\0" * (_BLOCK - remainder))
-        self._sink.put(chunks)
-        written = sum(map(len, chunks))
-        self.size += written
+        self._tar.write({"__key__": key, **members})
+        self._sink.put(self._out.take())
+        size = self._tar.tarstream.offset  # the tar's length so far, headers and padding included
+        written, self.size = size - self.size, size
         self._last_key = key
         self.samples += 1
         return written
 
     def close(self) -> str:
-        """Write the end-of-archive blocks (padded like ``tarfile``); return the sha256."""
+        """Write the end-of-archive blocks (padded to tarfile's record size); return the sha256."""
         if self._sha is None:
-            end = 2 * _BLOCK
-            remainder = (self.size + end) % _RECORD
-            end += _RECORD - remainder if remainder else 0
-            self._sink.put([b"\0" * end])
-            self.size += end
+            self._tar.close()
+            self._sink.put(self._out.take())
+            self.size = self._out.written
             self._sha = self._sink.close()
         return self._sha
 
@@ -192,7 +218,7 @@ class ShardWriter:
         self._last_key: str | None = None
 
     def _open(self) -> TarWriter:
-        self._name = f"{self.prefix}-{len(self.shards):05d}.tar"
+        self._name = shard_name(self.prefix, len(self.shards))
         path = self.root / self._name
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "wb")
