@@ -197,8 +197,10 @@ def done_ids(path: Path) -> set[str]:
         return set()
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
+        from finer_datasets.core.guard import write_file
+
         data = data[: data.rfind(b"\n") + 1]
-        path.write_bytes(data)
+        write_file(path, data)
     return {json.loads(line)["question_id"] for line in data.decode("utf-8").splitlines() if line.strip()}
 
 
@@ -206,7 +208,9 @@ class _Appender:
     """Appends answers to predictions.jsonl, flushed line by line, fsynced on close."""
 
     def __init__(self, path: Path):
-        self.handle = open(path, "a", encoding="utf-8")
+        from finer_datasets.core.guard import open_append
+
+        self.handle = open_append(path)  # never through a link
 
     def __call__(self, answer: dict[str, Any]) -> None:
         self.handle.write(json.dumps(answer) + "\n")
@@ -258,15 +262,14 @@ def main(args: ScoreArgs, *, vlm: Any = None) -> dict[str, Any]:
     """Answer every question still unanswered in ``args.out``, then score and report."""
     from finer_datasets.eval.questions import image_questions, select_pairs
     from finer_datasets.eval.quality import assess, warn
-    from finer_datasets.eval.report import report_title, write_report
+    from finer_datasets.eval.report import check_report_out, report_title, write_report
     from finer_datasets.eval.runinfo import claim_run, run_record
     from finer_datasets.eval.scoring import load_predictions, score
     from finer_datasets.hub.resolve import resolve_dataset
     from finer_datasets.core.reader import iter_records, iter_samples
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is an existing file; give a folder")
+    out = Path(args.out)  # never into a dataset, over files another run or the user wrote, or through a link
+    check_report_out(out, also=("predictions.jsonl",), links=("transcript.sqlite",), what="baselines/score.py")
     dataset = resolve_dataset(args.dataset, revision=args.revision, allow_unverified=args.allow_unverified)
     require_kind(next(iter_records(dataset.folder, dataset.manifest), None), "benchmark", subject=args.dataset,
                  action="baselines/score.py")
@@ -302,7 +305,7 @@ def main(args: ScoreArgs, *, vlm: Any = None) -> dict[str, Any]:
             if vlm is None and hasattr(model, "close"):
                 model.close()
     answers = {qid: text for qid, text in load_predictions(predictions).items() if qid in wanted}
-    result = score(pairs, answers, parser=args.parser, bootstrap=args.bootstrap, seed=args.seed)
+    result = score(pairs, answers, parser=args.parser, bootstrap=args.bootstrap, seed=args.seed, keep_pairs=True)
     notes = [f"settings {', '.join(args.settings)} only (--setting)"] if args.settings else []
     notes += [f"the first {args.limit} pairs of each setting (--limit {args.limit})"] if args.limit else []
     result.update(model=args.name or args.model, engine=args.engine, prompt=template.describe(), run=record,

@@ -45,11 +45,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finer_datasets.train.data import QUERY_TYPES, SUBSETS  # light: no torch, no datasets
+
 logger = logging.getLogger("finer.train_dpo")
 
 EVAL_DATASETS = {"compre_cap": "finer/compre_cap", "docci": "finer/docci"}
-SUBSETS = ("obj", "attr", "rel", "wh")
-QUERY_TYPES = ("positive", "negative")
 
 
 @dataclass
@@ -90,6 +90,9 @@ class ScriptArguments:
                 "forward with the adapter off in every step)", "choices": ["cache", "inline"]})
     reference_dir: str | None = field(default=None, metadata={
         "help": "--fast: folder of the reference log-prob cache (default OUTPUT_DIR/reference)"})
+    margin_alpha: float = field(default=0.0, metadata={"help": "--fast, experiment: margin DPO, -log sigmoid(beta*dr - m), "
+                                "m = margin_alpha * k + margin_gamma, k the elements a tuple names; 0 and 0: plain DPO"})
+    margin_gamma: float = field(default=0.0, metadata={"help": "--fast, experiment: the constant part of the margin"})
     auto_micro_batch: bool = field(default=True, metadata={
         "help": "--fast on CUDA without DeepSpeed: largest micro-batch <= per_device_train_batch_size that fits "
                 "without gradient checkpointing (checkpointing only if one tuple does not fit); set "
@@ -136,7 +139,7 @@ def load_tuples(args: ScriptArguments, seed: int, counts: dict | None = None) ->
     import datasets
 
     from finer_datasets.errors import UsageError
-    from finer_datasets.train.data import load_tuples_jsonl
+    from finer_datasets.train.data import load_tuples_jsonl, select_tuples
 
     if args.dataset.endswith(".jsonl"):
         ds = load_tuples_jsonl(args.dataset)
@@ -152,39 +155,9 @@ def load_tuples(args: ScriptArguments, seed: int, counts: dict | None = None) ->
             raise UsageError(f"--dataset_split {args.dataset_split!r} not in {sorted(ds)}")
         validation = ds.get("validation") if args.dataset_split != "validation" else None
         ds = ds[args.dataset_split]
-    for column, wanted, allowed in (("subset", args.subsets, SUBSETS), ("query_type", args.query_types, QUERY_TYPES)):
-        if not wanted:
-            continue
-        bad = sorted(set(wanted) - set(allowed))
-        if bad:
-            raise UsageError(f"--{column.replace('subset', 'subsets').replace('query_type', 'query_types')}: "
-                             f"unknown {bad}; choose from {list(allowed)}")
-        if column not in ds.column_names:
-            raise UsageError(f"--{column}s needs a {column!r} column, which {args.dataset} does not have")
-        keep = set(wanted)
-        ds = ds.select([i for i, v in enumerate(ds[column]) if v in keep])
-        if validation is not None and column in validation.column_names:
-            validation = validation.select([i for i, v in enumerate(validation[column]) if v in keep])
-    if len(ds) == 0:
-        raise UsageError("no tuples left after the subset / query-type filters")
-    if counts is not None:
-        counts.update(available_tuples=len(ds), requested_tuples=args.max_train_samples)
-    if args.max_train_samples is not None and len(ds) < args.max_train_samples:
-        if not args.allow_fewer_samples:
-            raise UsageError(f"--max_train_samples {args.max_train_samples}: {args.dataset} has only {len(ds)} "
-                             f"tuples after the filters; lower it, or pass --allow_fewer_samples to train on all "
-                             f"{len(ds)}")
-        logger.warning("--allow_fewer_samples: training on all %d tuples, fewer than --max_train_samples %d",
-                       len(ds), args.max_train_samples)
-    elif args.max_train_samples is not None:
-        ds = ds.shuffle(seed=seed).select(range(args.max_train_samples))
-    if validation is not None:  # the builder's own held-out split
-        return ds, (validation if len(validation) else None)
-    n_val = int(len(ds) * args.val_ratio)
-    if n_val < 1:
-        return ds, None
-    split = ds.train_test_split(test_size=n_val, seed=seed)
-    return split["train"], split["test"]
+    return select_tuples(ds, validation, name=args.dataset, subsets=args.subsets, query_types=args.query_types,
+                         max_train_samples=args.max_train_samples, allow_fewer=args.allow_fewer_samples,
+                         val_ratio=args.val_ratio, seed=seed, counts=counts)
 
 
 # -- model --------------------------------------------------------------------------------------------
@@ -277,7 +250,8 @@ def train(script_args: ScriptArguments, training_args: Any, model_args: Any, mod
         _set_accumulation(training_args, script_args, micro)
         trainer = FastDPOTrainer(peft_model, training_args, train_ds, processor, eval_dataset=val_ds,
                                  reference=script_args.reference, reference_dir=script_args.reference_dir,
-                                 image_max_pixels=script_args.image_max_pixels)
+                                 image_max_pixels=script_args.image_max_pixels, margin_alpha=script_args.margin_alpha,
+                                 margin_gamma=script_args.margin_gamma)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     return trainer
@@ -320,11 +294,23 @@ def write_report(out_dir: Path, summary: dict) -> None:
                   "| --- | --- | --- |"]
         lines += [f"| {name} | {b['paired_accuracy']:.1f}% | {b['n_pairs']} |"
                   for name, b in summary["eval"]["settings"].items()]
+    from finer_datasets.core.guard import write_file
+
     for name, text in (("report.json", json.dumps(summary, indent=2, default=str) + "\n"),
                        ("report.md", "\n".join(lines) + "\n")):
-        tmp = out_dir / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out_dir / name)
+        write_file(out_dir / name, text)  # a temp file of this run's own, then a rename
+
+
+
+def claim_output_dir(script_args: ScriptArguments, training_args: Any, create: bool = True) -> None:
+    """The output guard (rank 0): --output_dir new, empty or claimed by this script before (resumable), never
+    a dataset, inside one or around the data, never a link (else exit 6); ``create`` claims it."""
+    from finer_datasets.core.guard import claim_folder
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        inputs = [Path(p).expanduser() for p in (script_args.dataset, script_args.eval_dataset) if p]
+        claim_folder(Path(training_args.output_dir), "baselines/train_dpo.py", option="--output_dir",
+                     protected=[p for p in inputs if p.exists()], create=create)
 
 
 def main(script_args: ScriptArguments, training_args: Any, model_args: Any, *, model: Any = None,
@@ -337,6 +323,7 @@ def main(script_args: ScriptArguments, training_args: Any, model_args: Any, *, m
     if script_args.eval and plugin is not None and plugin.zero_stage == 3:
         raise UsageError("--eval scores on one device, not under DeepSpeed ZeRO-3: train without --eval, then score "
                          "the saved adapter with baselines/score.py --model OUTPUT_DIR")
+    claim_output_dir(script_args, training_args, create=False)  # checked before anything is loaded or written
     if model is None:  # a model that cannot be had fails before the data is read
         from finer_datasets.eval.engines import check_model_source
 
@@ -348,6 +335,7 @@ def main(script_args: ScriptArguments, training_args: Any, model_args: Any, *, m
     train_ds, val_ds = load_tuples(script_args, training_args.seed, counts)
     if model is None:
         model, processor = load_model(model_args, script_args, training_args.trust_remote_code)
+    claim_output_dir(script_args, training_args)
     start = time.perf_counter()
     trainer = train(script_args, training_args, model_args, model, processor, train_ds, val_ds)
     seconds = time.perf_counter() - start

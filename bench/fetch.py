@@ -35,8 +35,11 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from finer_datasets.fetch import default_transport, fetch_images
+from finer_datasets.fetch import AddressPolicy, default_transport, fetch_images
 from finer_datasets.testing.image_server import LoopbackTransport, serve
+
+
+LOCAL = AddressPolicy(allow_private=True)  # the local image server is on 127.0.0.1
 
 
 def make_images(folder: Path, n: int, size: int, seed: int) -> None:
@@ -50,7 +53,7 @@ async def trivial(urls: list[str], concurrency: int, *, pooled: bool) -> int:
     """GET every URL with at most ``concurrency`` in flight; returns the number of 200 responses."""
     gate = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    transport = default_transport(concurrency, wrap=LoopbackTransport) if pooled else \
+    transport = default_transport(concurrency, wrap=LoopbackTransport, policy=LOCAL) if pooled else \
         LoopbackTransport(httpx.AsyncHTTPTransport(limits=limits))
 
     async with httpx.AsyncClient(transport=transport) as client:
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
             cache = work / f"cache{r}"
             report = fetch_images(urls, cache, concurrency=args.concurrency, per_host=args.per_host,
-                                  transport=default_transport(args.concurrency, wrap=LoopbackTransport),
+                                  transport=default_transport(args.concurrency, wrap=LoopbackTransport, policy=LOCAL),
                                   progress=False)
             if report.ok != args.n:
                 print(f"error: fetch_images fetched {report.ok} of {args.n}: {report.summary()}", file=sys.stderr)

@@ -188,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         cache = work / "cache"
 
         started = time.perf_counter()
+        local = [f"127.0.0.1:{port}"]  # the image server: the one private address allowed
         outcomes, report = fetch_outcomes(rows, cache, url_rewrite=rewrite, concurrency=args.fetch_concurrency,
-                                          per_host=args.fetch_per_host, progress=False)
+                                          per_host=args.fetch_per_host, allow_servers=local, progress=False)
         fetch_s = time.perf_counter() - started
         usable = sum(o.ok for o in outcomes.values())
         if usable != args.n:
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         replay = LLMRun.replay(transcript, stages=builder.llm_stages, prompts=PromptSet.for_builder(builder.prompts_dir()))
         started = time.perf_counter()
         result = build(builder, source=source, out=work / "out", llm=replay, progress=False,
-                       options={"image_cache": cache, "url_rewrite": rewrite})
+                       options={"image_cache": cache, "url_rewrite": rewrite, "allow_servers": local})
         build_s = time.perf_counter() - started
         for pipe in pipes:
             pipe.send("quit")

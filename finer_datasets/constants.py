@@ -63,7 +63,7 @@ def canonical_settings(names: Iterable[str] | str | None, *, option: str = "sett
 #: ``pair_id`` + ``positive``); a preference record (FINER-Tuning) holds ``tuples``.
 KINDS = {
     "benchmark": {"fields": ("pairs", "pair_id"), "what": "a FINER benchmark of MCQ pairs",
-                  "views": ("images", "pairs", "questions")},
+                  "views": ("images", "pairs", "questions", "positions")},
     "preference": {"fields": ("tuples",), "what": "a FINER-Tuning preference dataset (DPO tuples)",
                    "views": ("images", "trl", "sft")},
 }

@@ -30,6 +30,8 @@ def test_card_templates_and_schemas_live_at_the_top_level_once():
     root = Path(__file__).resolve().parents[1]
     for name in builder_names():
         builder = get_builder(name)
+        if not builder.folder().resolve().is_relative_to(root / "builders"):
+            continue  # a builder registered from another folder (the toy builder test) keeps its own
         assert builder.card_path() == root / "hub_cards" / f"{name}.md", name
         assert Path(builder.record_schema).parent == root / "schemas", name
     stray = [p for p in [*root.joinpath("finer_datasets").rglob("*.schema.json"), *root.joinpath("builders").rglob("*.schema.json"),

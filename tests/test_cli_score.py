@@ -60,7 +60,8 @@ def test_score_records_the_run_and_names_the_model(sample_build, tmp_path):
     run.mkdir()
     answers = run / "predictions.jsonl"
     write_predictions(answers, sample_build, lambda q: q["answer"])
-    made = {"engine": "generate", "model": "org/vlm-7b", "prompt": "appendix-d", "max_new_tokens": 3}
+    made = {"engine": "generate", "model": "org/vlm-7b", "prompt": "appendix-d", "max_new_tokens": 3,
+            "package": {"name": "finer-datasets"}}  # as baselines/score.py records it
     (run / "run.json").write_text(json.dumps(made))
     # scored into the run's own folder: the model run's record is kept, the report says what made the answers
     assert main(["score", str(sample_build.out), "--predictions", str(answers), "--out", str(run), "--bootstrap", "0"]) == 0

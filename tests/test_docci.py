@@ -137,7 +137,7 @@ def test_no_usable_image_is_a_quality_error_not_an_empty_dataset(tmp_path):
     (src / "images").mkdir()
     replay = LLMRun.replay(BUILDER.sample_dir() / "transcript.jsonl", stages=BUILDER.llm_stages,
                            prompts=PromptSet.for_builder(BUILDER.prompts_dir()))
-    with pytest.raises(QualityError, match="holds no records"):
+    with pytest.raises(QualityError, match="no image kept a usable element .3 skipped: image_missing 3"):
         build(BUILDER, source=src, out=tmp_path / "o", progress=False, llm=replay)
     assert not (tmp_path / "o").exists()
 

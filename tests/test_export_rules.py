@@ -35,7 +35,7 @@ def test_a_preference_dataset_is_refused_by_the_benchmark_exports(tuning, tmp_pa
 @pytest.mark.parametrize("fmt", ["llamafactory", "llamafactory-sft"])
 def test_a_benchmark_is_refused_by_the_llamafactory_exports(sample_build, tmp_path, fmt):
     one_line_error(finer("export", sample_build.out, "--format", fmt, "--out", tmp_path / "lf"), 2,
-                   f"{sample_build.out} is a FINER benchmark of MCQ pairs (views: images, pairs, questions)",
+                   f"{sample_build.out} is a FINER benchmark of MCQ pairs (views: images, pairs, questions, positions)",
                    f"--format {fmt} needs a FINER-Tuning preference dataset")
     assert list(tmp_path.iterdir()) == []
 

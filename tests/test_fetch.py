@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from finer_datasets.fetch import (
+    AddressPolicy,
     CacheBusyError,
     ImageCache,
     check_image,
@@ -218,7 +219,7 @@ import sys
 from finer_datasets.fetch import fetch_images
 port, cache = int(sys.argv[1]), sys.argv[2]
 urls = [f"http://127.0.0.1:{port}/files/n{i:02d}.jpg" for i in range(40)]
-fetch_images(urls, cache, concurrency=2, per_host=2, progress=False)
+fetch_images(urls, cache, concurrency=2, per_host=2, progress=False, allow_private_addresses=True)
 """
 
 
@@ -243,7 +244,7 @@ def test_killed_fetch_resumes_without_refetching_or_partial_files(images, tmp_pa
         on_disk = {p.name for p in files_in(cache_dir / "images")}
         finished = done | {u for u in urls if url_key(u) in on_disk}  # + files whose row was not committed
         assert child.returncode == -signal.SIGKILL and 8 <= len(done) and len(finished) < 40
-        report = fetch_images(urls, cache_dir, progress=False)
+        report = fetch_images(urls, cache_dir, progress=False, allow_private_addresses=True)
         assert report.ok == 40 and report.cached == len(finished) and report.fetched == 40 - len(finished)
         for url in finished:
             assert srv.requests[httpx.URL(url).path] == 1  # finished before the kill: never fetched again
@@ -313,7 +314,8 @@ def test_default_transport_keeps_each_host_on_one_small_pool(server, tmp_path):
         return Counting
 
     shard_ids = iter(range(100))
-    transport = default_transport(16, per_shard=4, wrap=lambda pool: counting(next(shard_ids))(pool))
+    transport = default_transport(16, per_shard=4, wrap=lambda pool: counting(next(shard_ids))(pool),
+                                  policy=AddressPolicy(allow_private=True))
     assert len(transport.shards) == 4
     urls = [server.url(f"/files/n{i:02d}.jpg", f"h{i % 8}.test") for i in range(24)]
     assert fetch_images(urls, tmp_path / "c", transport=transport, **FAST).ok == 24

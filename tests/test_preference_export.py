@@ -24,7 +24,7 @@ def test_trl_rows_use_the_rlaif_v_formatted_layout():
         "id": "k_obj_pos", "subset": "obj", "query_type": "positive",
         "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q1?"}]}],
         "chosen": [{"role": "assistant", "content": [{"type": "text", "text": "Yes, a."}]}],
-        "rejected": [{"role": "assistant", "content": [{"type": "text", "text": "No, but b."}]}]}]
+        "rejected": [{"role": "assistant", "content": [{"type": "text", "text": "No, but b."}]}], "granularity": 1}]
     assert trl_rows({"tuples": []}) == []
 
 
@@ -85,7 +85,7 @@ def test_the_sft_export_and_the_output_rules(built, tmp_path):
         export_llamafactory(built, tmp_path / "x", kind="kto")
     with pytest.raises(VerificationError):
         export_llamafactory(tmp_path, tmp_path / "y")
-    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no staging left behind
+    assert not any(p.name.startswith(".") and not p.name.endswith(".finer-lock") for p in tmp_path.iterdir())  # no staging
 
 
 @pytest.mark.parametrize("edit, field", [

@@ -218,7 +218,8 @@ def test_presets_select_the_papers_ablations(tmp_path):
 def test_the_image_cache_resumes_without_downloading_again(tmp_path):
     cache = tmp_path / "cache"
     with ImageServer(SAMPLE / "images") as server:
-        options = {"url_rewrite": (r"^https://pixmo-sample\.test/", server.url("/")), "image_cache": cache}
+        options = {"url_rewrite": (r"^https://pixmo-sample\.test/", server.url("/")), "image_cache": cache,
+                   "allow_servers": [f"127.0.0.1:{server.port}"]}
         first = build(TUNING, source=SAMPLE, out=tmp_path / "a", llm=replay_run(), options=options, progress=False)
         fetched = sum(n for path, n in server.requests.items() if path.startswith("/files/"))
         server.reset()
@@ -241,3 +242,18 @@ def test_an_exclusion_list_removes_leaked_images(tmp_path):
     listing.write_text("abc\n")
     with pytest.raises(SourceError, match="line 1"):
         build_tuning(tmp_path / "out2", exclude_sha256=listing)
+
+
+def test_out_dot_in_an_empty_folder_builds(tmp_path):
+    """`--out .` has no name of its own (the default image cache, OUT.images, is named from the resolved
+    folder): it builds instead of raising ValueError."""
+    import subprocess
+    import sys
+
+    here = tmp_path / "here"
+    here.mkdir()
+    run = subprocess.run([sys.executable, "-m", "finer_datasets.cli", "build", "tuning", "--sample", "--replay", "sample",
+                          "--out", ".", "--no-progress"], cwd=here, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert (here / "manifest.json").is_file() and "Traceback" not in run.stderr
+

@@ -74,6 +74,21 @@ def test_two_files_that_give_one_key_are_an_error(tmp_path):
         read_rows(tmp_path, BuildReport())
 
 
+def test_a_parquet_link_out_of_the_source_or_a_fifo_is_refused_without_being_read(tmp_path):
+    import os
+
+    source, outside = tmp_path / "src", tmp_path / "outside"
+    write(outside / "secret.parquet", [{"image_url": "https://x.example/1.jpg", "caption": "c"}])
+    write(source / "data" / "ok.parquet", [{"image_url": "https://x.example/2.jpg", "caption": "c"}])
+    (source / "data" / "linked.parquet").symlink_to(outside / "secret.parquet")
+    with pytest.raises(SourceError, match="outside the source"):
+        read_rows(source, BuildReport())
+    (source / "data" / "linked.parquet").unlink()
+    os.mkfifo(source / "data" / "pipe.parquet")
+    with pytest.raises(SourceError, match="not a regular file"):
+        read_rows(source, BuildReport())
+
+
 def test_leakage_patterns():
     assert leakage_match("http://images.cocodataset.org/train2017/000000000009.jpg") == "COCO"
     assert leakage_match("https://farm4.example.com/COCO_train2014_000000000009.jpg") == "COCO"

@@ -74,7 +74,7 @@ def test_a_preference_view_of_a_benchmark_is_one_line_naming_what_it_is(sample_b
     with pytest.raises(UsageError) as info:
         load_finer(str(sample_build.out), view, split="test")
     message = str(info.value)
-    assert "\n" not in message and "FINER benchmark of MCQ pairs (views: images, pairs, questions)" in message
+    assert "\n" not in message and "FINER benchmark of MCQ pairs (views: images, pairs, questions, positions)" in message
     assert f"view={view!r}" in message
 
 

@@ -9,7 +9,9 @@ Source layout (``--source DIR``)::
 Attribute sentences are taken from ``short_description`` then ``extend_description`` (one
 sentence each, duplicates dropped) and rewritten into ``with ...`` phrases; ``relation`` (a list
 of sentences or one string, possibly empty) is parsed into (subject, predicate, object).
-``mask_out`` is accepted and ignored.
+``mask_out`` is accepted and ignored. Before any model is asked, an image that is a link leading
+outside the source folder (or under an ``images/`` folder that is one), or a FIFO, device or socket,
+is an error naming its record (exit 2); only regular files inside the source are read.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from finer_datasets.core.builder import BuildContext, BuildReport, DatasetBuilder, image_key
 from finer_datasets.core.images import IMAGE_EXTENSIONS
-from finer_datasets.core.source import read_json
+from finer_datasets.core.source import read_json, refused
 from finer_datasets.core.text import clean_text, split_sentences
 from finer_datasets.errors import SourceError
 from finer_datasets.hub.from_release import add_release_arguments, release_options, release_variant
@@ -86,7 +88,8 @@ class CompreCap(SceneGraphMCQBuilder):
         images = self.images_dir(source)
         return [
             ("annotations", [source / ANNOTATION_FILE]),
-            ("images", sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())),
+            ("images", sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+                              and refused(p, source) is None)),
         ]
 
     # -- structure -----------------------------------------------------------------------------
@@ -94,7 +97,7 @@ class CompreCap(SceneGraphMCQBuilder):
     def load_annotations(self, source: Path) -> list[dict[str, Any]]:
         """Read ``anno.json`` and check its structure; raise :class:`SourceError` naming the spot."""
         path = source / ANNOTATION_FILE
-        data = read_json(path)
+        data = read_json(path, root=source)
         if not isinstance(data, list):
             raise SourceError(f"expected a JSON list of images, got {type(data).__name__}", path=path)
         if not data:
@@ -159,6 +162,7 @@ class CompreCap(SceneGraphMCQBuilder):
         out: list[SourceImage] = []
         keys: dict[str, str] = {}
         records = self.load_annotations(source)
+        self._check_images(source, path, images_dir, records)
         if rewriter is not None:
             scratch = BuildReport()
             rewriter.prepare([
@@ -171,14 +175,22 @@ class CompreCap(SceneGraphMCQBuilder):
             image_id = Path(image_file).stem
             key = image_key(image_id)
             if key in keys:
-                raise SourceError(
-                    f"image ids {keys[key]!r} and {image_id!r} both become key {key!r}", path=path, record=index, field="image"
-                )
-            keys[key] = image_id
+                raise SourceError(f"image files {keys[key]!r} and {image_file!r} both become key {key!r} (rename one)",
+                                  path=path, record=index, field="image")
+            keys[key] = image_file
             graph = self._graph(path, index, image_id, image_file, record["info"], report, rewriter)
             out.append(SourceImage(image_id, key, images_dir / image_file, graph, annotation_file=path))
-        out.sort(key=lambda s: s.key + "_")
+        out.sort(key=lambda s: s.key)  # the shard writer's order
         return out
+
+    @staticmethod
+    def _check_images(source: Path, path: Path, images_dir: Path, records: list[dict[str, Any]]) -> None:
+        """Before any model is asked: no image may lead outside the source or be a FIFO, device or
+        socket (a missing or unreadable image is reported when it is read)."""
+        for index, record in enumerate(records):
+            reason = refused(images_dir / record["image"], source)
+            if reason is not None:
+                raise SourceError(f"image {record['image']}: {reason}", path=path, record=index, field="image")
 
     def _text(self, value: str | None, report: BuildReport) -> str:
         if not value:

@@ -130,7 +130,7 @@ def extract_graphs(captions: Sequence[Caption], llm: Any, *, report: BuildReport
                      for n, (s, p, o, text) in enumerate(relations.get(caption.example_id, [])))
         graph = SceneGraph(image_id=caption.example_id, image_file=caption.image_file, objects=objects, relations=rels)
         images.append(SourceImage(caption.example_id, caption.key, caption.image, graph, annotation_file=descriptions))
-    images.sort(key=lambda s: s.key + "_")
+    images.sort(key=lambda s: s.key)  # the shard writer's order
     return images, stats
 
 

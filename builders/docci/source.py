@@ -11,8 +11,10 @@ Policy (printed in the build summary, recorded in the manifest):
   is not UTF-8 JSON or longer than 16 MiB, a line that does not match
   ``schemas/docci_line.schema.json`` (not an object; a missing, extra or mistyped field; an
   unknown ``split``; an image name that is not .jpg/.jpeg/.png), an image path that leaves the
-  images folder, a repeated ``example_id``, two ids giving one WebDataset key, a file without
-  a line of the chosen split;
+  images folder, an image (or the ``images/`` folder, or the descriptions file) that is a link
+  leading outside the source folder, or a FIFO, device or socket (refused before it is opened),
+  a repeated ``example_id``, two ids giving one WebDataset key, a file without a line of the
+  chosen split;
 * **counted skips** of the chosen split (reported in ``build_report.json``; ``--strict`` fails on
   the first; they count towards ``--max-skip-rate``): ``empty_description``,
   ``description_too_long`` (over :data:`MAX_DESCRIPTION_CHARS`), ``image_missing``,
@@ -28,6 +30,7 @@ import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,7 @@ from tqdm.auto import tqdm
 
 from finer_datasets.core.builder import BuildReport, image_key
 from finer_datasets.core.images import IMAGE_EXTENSIONS, read_image
-from finer_datasets.core.source import iter_jsonl
+from finer_datasets.core.source import iter_jsonl, refused
 from finer_datasets.core.text import clean_text
 from finer_datasets.core.validation import schema_path, validator
 from finer_datasets.errors import SourceError
@@ -146,7 +149,7 @@ def read_captions(source: Path, *, split: str, report: BuildReport, max_chars: i
     seen: dict[str, int] = {}
     keys: dict[str, str] = {}
     pending: list[tuple[Caption, tuple[str, str, str] | None]] = []  # (caption, text problem)
-    for line, value in iter_jsonl(path, max_line_bytes=MAX_LINE_BYTES):
+    for line, value in iter_jsonl(path, max_line_bytes=MAX_LINE_BYTES, root=source):
         problem = _schema_error(path, line, value)
         if problem is not None:
             raise problem
@@ -177,9 +180,15 @@ def read_captions(source: Path, *, split: str, report: BuildReport, max_chars: i
         found = ", ".join(f"{s} {n}" for s, n in sorted(stats.lines.items()))
         raise SourceError(f"no line of split {split!r} (found: {found})", path=path)
     to_check = [c for c, problem in pending if problem is None]
+    for caption in to_check:  # before anything is opened: no link out of the source, no FIFO or device
+        reason = refused(caption.image, source)
+        if reason is not None:
+            raise SourceError(f"image {caption.image_file}: {reason}", path=path, line=caption.line,
+                              record=caption.example_id, field="image_file")
     with ThreadPoolExecutor(max_workers=_IMAGE_THREADS, thread_name_prefix="docci-image") as pool:
+        check = partial(_image_problem, root=source)
         checked = dict(zip((c.line for c in to_check),
-                           tqdm(pool.map(_image_problem, to_check), total=len(to_check), desc="DOCCI images",
+                           tqdm(pool.map(check, to_check), total=len(to_check), desc="DOCCI images",
                                 unit="img", disable=None if progress is None else not progress)))
     captions: list[Caption] = []
     for caption, problem in pending:
@@ -201,10 +210,11 @@ def _text_problem(description: str, max_chars: int) -> tuple[str, str, str] | No
     return None
 
 
-def _image_problem(caption: Caption) -> tuple[str, str, str] | None:
-    """``(reason, field, detail)`` when the caption's image cannot ship, after a full decode."""
+def _image_problem(caption: Caption, root: Path) -> tuple[str, str, str] | None:
+    """``(reason, field, detail)`` when the caption's image cannot ship, after a full decode
+    (a file refused by :func:`~finer_datasets.core.source.refused` is an error, not a skip)."""
     try:
-        read_image(caption.image)
+        read_image(caption.image, root)
     except FileNotFoundError:
         return "image_missing", "image_file", f"{caption.image_file} not in {caption.image.parent.name}/"
     except (OSError, ValueError) as exc:

@@ -44,7 +44,7 @@ from finer_datasets.preference.construct import (
 
 from . import options as opts
 from .category import CATEGORIES, ImageCategories
-from .images import DEAD, EXCLUDED, fetch_outcomes, import_outcomes
+from .images import DEAD, EXCLUDED, check_image_cache, fetch_outcomes, import_outcomes
 from .source import (
     CAPTION_WORDS,
     LEAKAGE_PATTERNS,
@@ -108,7 +108,8 @@ class Tuning(DatasetBuilder):
 
         with ImageServer(Path(source) / "images") as server, tempfile.TemporaryDirectory(prefix="finer-tuning-") as tmp:
             yield {"url_rewrite": ("^" + re.escape(SAMPLE_URL_PREFIX), server.url("/")),
-                   "image_cache": Path(tmp) / "images"}
+                   "image_cache": Path(tmp) / "images",
+                   "allow_servers": (f"127.0.0.1:{server.port}",)}  # that server only, not every private address
 
     # -- building in parts ---------------------------------------------------------------------
 
@@ -127,6 +128,8 @@ class Tuning(DatasetBuilder):
 
     def read_source(self, source: Path, ctx: BuildContext) -> list[Row]:
         o = opts.parse_options(ctx.options)
+        if o.image_cache is not None:
+            check_image_cache(o.image_cache, source)  # before anything is fetched or written
         totals: dict[str, int] = {}
         rows = read_rows(source, ctx.report, max_images=o.max_images, totals=totals)
         if o.part is not None:

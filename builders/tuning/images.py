@@ -13,7 +13,12 @@ again, so a killed build resumes) and returns one :class:`Outcome` per row.
 network: their shards give the stored images and their records the download facts; their build
 reports give the dead URLs. ``url_rewrite`` (``(regex, replacement)``: a URL whose start matches
 the regex has that start replaced) sends requests to another host while caching under the source
-URL (the bundled sample is served by a local server).
+URL (the bundled sample is served by a local server, the one private address its build may
+reach: ``allow_servers``).
+
+:func:`check_image_cache` runs before anything is written: the folder must not be, sit inside or
+contain the source (symlinks resolved), must be a folder, and its ``fetch/`` and ``files/`` must be
+its own folders, not links.
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ from typing import Any, Sequence
 
 import httpx
 
-from finer_datasets.errors import SourceError, UsageError
+from finer_datasets.errors import OutputError, SourceError, UsageError
 
+from .options import FETCH_TIMEOUT
 from .source import Row
 
-__all__ = ["Outcome", "fetch_outcomes", "import_outcomes", "RewriteTransport", "DEAD", "EXCLUDED", "UNSHIPPED"]
+__all__ = ["Outcome", "fetch_outcomes", "import_outcomes", "check_image_cache", "RewriteTransport", "DEAD", "EXCLUDED",
+           "UNSHIPPED"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,23 +138,52 @@ def _store(files: Path, key: str, cached: Path, fmt: str | None) -> Path:
     return target
 
 
+def check_image_cache(cache: Path, source: Path) -> None:
+    """Refuse an image cache folder that could write into the source or that is not a folder:
+    :class:`OutputError` (exit 6) when it is, sits inside or contains ``source`` (symlinks resolved)
+    or when its ``fetch``/``files`` are links; :class:`UsageError` (exit 2) when it is a file."""
+    real, src = Path(cache).resolve(), Path(source).resolve()
+    if real == src or real.is_relative_to(src) or src.is_relative_to(real):
+        where = "is" if real == src else "sits inside" if real.is_relative_to(src) else "contains"
+        raise OutputError(f"--image-cache {cache}: it {where} the source {source}"
+                          f"{f' (it resolves to {real})' if real != Path(cache).absolute() else ''}; a build never "
+                          "writes into its source: choose a folder outside it")
+    if Path(cache).exists() and not real.is_dir():
+        raise UsageError(f"--image-cache {cache}: not a folder (a file is there); pass a folder, e.g. OUT.images")
+    for name in ("fetch", "files"):
+        inner = Path(cache) / name
+        if inner.is_symlink() or (inner.exists() and not inner.is_dir()):
+            raise OutputError(f"--image-cache {cache}: {name} there is a link or a file, not the cache's own folder; "
+                              "remove it or choose another folder")
+
+
 def fetch_outcomes(rows: Sequence[Row], root: Path, *, url_rewrite: tuple[str, str] | None = None,
-                   concurrency: int = 64, per_host: int = 4, timeout: float = 20.0, max_bytes: int = 32 << 20,
-                   retries: int = 3, progress: bool | None = None) -> tuple[dict[str, Outcome], Any]:
+                   concurrency: int = 64, per_host: int = 4, timeout: float = FETCH_TIMEOUT, max_bytes: int = 32 << 20,
+                   retries: int = 3, allow_private_addresses: bool = False, allow_servers: Sequence[str] = (),
+                   progress: bool | None = None) -> tuple[dict[str, Outcome], Any]:
     """Fetch every row's URL into ``root/fetch`` and store usable images under ``root/files``.
 
     Returns (outcome by row key, the :class:`~finer_datasets.fetch.FetchReport` of this run).
     A bad URL is an outcome (``image_unavailable`` with the fetcher's reason), never an exception.
+    ``timeout`` bounds each request in all (connect, first byte, whole body); addresses follow
+    :mod:`finer_datasets.fetch.address` (``private_address`` unless ``allow_private_addresses``
+    or the server is one of ``allow_servers``, checked after ``url_rewrite``).
     """
-    from finer_datasets.fetch import ImageCache, default_transport, fetch_images
+    from finer_datasets.fetch import (
+        AddressPolicy,
+        ImageCache,
+        default_transport,
+        fetch_images,
+    )
 
     files = root / "files"
     files.mkdir(parents=True, exist_ok=True)
     wrap = (lambda pool: RewriteTransport(pool, *url_rewrite)) if url_rewrite else None
-    transport = default_transport(concurrency, wrap=wrap)
+    policy = AddressPolicy.of(allow_private=allow_private_addresses, allow_servers=allow_servers)
+    transport = default_transport(concurrency, wrap=wrap, policy=policy)
     report = fetch_images([r.url for r in rows], root / "fetch", concurrency=concurrency, per_host=per_host,
-                          timeout=timeout, max_bytes=max_bytes, retries=retries, transport=transport,
-                          progress=progress is not False)
+                          timeout=timeout, deadline=timeout, max_bytes=max_bytes, retries=retries,
+                          transport=transport, progress=progress is not False)
     outcomes: dict[str, Outcome] = {}
     with ImageCache(root / "fetch") as cache:
         for row in rows:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,14 @@ from finer_datasets.preference.templates import DEFAULT_TEMPLATES, TEMPLATE_SETS
 
 from .category import CATEGORIES, DEFAULT_KEEP
 
-__all__ = ["TuningOptions", "add_arguments", "options_from_args", "parse_options", "parse_part", "read_exclusions"]
+__all__ = ["FETCH_TIMEOUT", "TuningOptions", "add_arguments", "options_from_args", "parse_options", "parse_part",
+           "positive", "read_exclusions"]
+
+#: seconds one image request may take in all (connect, first byte, whole body), unless --fetch-timeout
+FETCH_TIMEOUT = 30.0
+#: the numeric fetch options: option -> (fetch_outcomes keyword, type)
+_FETCH_NUMBERS = {"fetch_concurrency": ("concurrency", int), "fetch_per_host": ("per_host", int),
+                  "fetch_timeout": ("timeout", float), "fetch_max_bytes": ("max_bytes", int)}
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,38 @@ def parse_part(text: str) -> tuple[int, int]:
     if not 1 <= i <= n:
         raise UsageError(f"--part {text!r}: I must be between 1 and N")
     return i, n
+
+
+def positive(kind: type) -> Any:
+    """An argparse type: a positive (finite) ``kind`` (``int`` or ``float``), else a one-line usage error."""
+
+    def parse(text: Any) -> Any:
+        try:
+            value = kind(text) if kind is float or str(text).strip().lstrip("+").isdigit() else None
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a positive {'integer' if kind is int else 'number'}, got {text}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _fetch_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``fetch_outcomes`` keywords of the options (numbers checked: UsageError naming the option)."""
+    fetch: dict[str, Any] = {}
+    for key, (name, kind) in _FETCH_NUMBERS.items():
+        if options.get(key) is not None:
+            try:
+                fetch[name] = positive(kind)(options[key])
+            except argparse.ArgumentTypeError as exc:
+                raise UsageError(f"--{key.replace('_', '-')}: {exc}") from None
+    if options.get("allow_private_addresses"):
+        fetch["allow_private_addresses"] = True
+    if options.get("allow_servers"):  # the bundled sample's local image server (test_context), never a flag
+        fetch["allow_servers"] = tuple(options["allow_servers"])
+    return fetch
 
 
 def _names(value: Any, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
@@ -101,10 +141,7 @@ def parse_options(options: dict[str, Any]) -> TuningOptions:
     if isinstance(part, str):
         part = parse_part(part)
     rewrite = options.get("url_rewrite")
-    fetch: dict[str, Any] = {}
-    for key in ("fetch_concurrency", "fetch_per_host", "fetch_timeout", "fetch_max_bytes"):
-        if options.get(key) is not None:
-            fetch[key.removeprefix("fetch_")] = options[key]
+    fetch = _fetch_options(options)
     cache = options.get("image_cache")
     return TuningOptions(
         preset=preset, selection=replace(base, **changes), templates=templates, image_category=keep,
@@ -162,9 +199,16 @@ def add_arguments(group: Any) -> None:
                        "resumable, shared by rebuilds)")
     group.add_argument("--exclude-sha256", type=Path, metavar="FILE",
                        help="sha256 hashes of images to exclude (e.g. COCO and DOCCI-train), one per line")
-    group.add_argument("--fetch-concurrency", type=int, default=None, help="image requests in flight (default 64)")
-    group.add_argument("--fetch-per-host", type=int, default=None, help="image requests per host (default 4)")
-    group.add_argument("--fetch-timeout", type=float, default=None, help="seconds per image request (default 20)")
+    group.add_argument("--fetch-concurrency", type=positive(int), default=None,
+                       help="image requests in flight (default 64)")
+    group.add_argument("--fetch-per-host", type=positive(int), default=None, help="image requests per host (default 4)")
+    group.add_argument("--fetch-timeout", type=positive(float), default=None, metavar="SECONDS",
+                       help=f"seconds one image request may take in all: connect, first byte and whole body; a "
+                            f"stalled or dripping server is cut then (default {FETCH_TIMEOUT:g})")
+    group.add_argument("--allow-private-addresses", action="store_true",
+                       help="also fetch image URLs (and redirects) whose host is this machine or a private network "
+                            "(loopback, link-local, private, ...; refused by default as private_address): for a "
+                            "local mirror of the images")
 
 
 def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -172,9 +216,13 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
                ("preset", "types", "queries", "sampling", "max_tuples", "templates", "image_category", "max_images",
                 "part", "exclude_sha256",
                 "fetch_concurrency", "fetch_per_host", "fetch_timeout")}
+    if getattr(args, "allow_private_addresses", False):
+        options["allow_private_addresses"] = True
     if getattr(args, "validation_ratio", None) is not None:
         options["validation_ratio"] = args.validation_ratio
     cache = getattr(args, "image_cache", None)
     out = getattr(args, "out", None)
-    options["image_cache"] = cache or (Path(out).with_name(Path(out).name + ".images") if out else None)
+    if out and not cache:  # OUT.images beside --out (resolved first: `--out .` has no name of its own)
+        cache = Path(out).resolve().with_name(Path(out).resolve().name + ".images")
+    options["image_cache"] = cache
     return {k: v for k, v in options.items() if v is not None}

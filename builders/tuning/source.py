@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from finer_datasets.core.builder import BuildReport, image_key
+from finer_datasets.core.source import refused
 from finer_datasets.errors import SourceError
 
 __all__ = ["Row", "parquet_files", "read_rows", "leakage_match", "LEAKAGE_PATTERNS", "CAPTION_WORDS",
@@ -52,9 +53,16 @@ class Row:
 
 
 def parquet_files(source: Path) -> list[Path]:
-    """Every ``*.parquet`` file under ``source``, sorted by relative path."""
-    return sorted((p for p in Path(source).rglob("*.parquet") if p.is_file()),
-                  key=lambda p: p.relative_to(source).as_posix())
+    """Every ``*.parquet`` file under ``source``, sorted by relative path. A link that leads outside the
+    source, a FIFO, device or socket named ``*.parquet`` is a :class:`SourceError` (never opened)."""
+    found = []
+    for path in sorted(Path(source).rglob("*.parquet"), key=lambda p: p.relative_to(source).as_posix()):
+        reason = refused(path, Path(source))
+        if reason is not None:
+            raise SourceError(reason, path=path)
+        if path.is_file():
+            found.append(path)
+    return found
 
 
 def prompt_caption(caption: str) -> tuple[str, int]:

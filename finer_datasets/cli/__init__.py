@@ -6,6 +6,7 @@
     finer diff OLD NEW [--json]                                      what changed between two versions
     finer publish DATASET --repo ORG/NAME [--private] [--dry-run]    upload to the Hub and tag
     finer score DATASET --predictions FILE --out DIR [...]           paired accuracy and more
+    finer compare RUN_DIR RUN_DIR... --out DIR [...]                 runs side by side, paired test per setting
     finer export DATASET --format FORMAT --out FILE [...]            files for other tools (VLMEvalKit, lmms-eval, LLaMA-Factory)
     finer merge NAME --source DIR --parts P1 .. PN --out DIR         join part builds (--part I/N) into one release
     finer list                                                       the registered datasets
@@ -26,7 +27,8 @@ from typing import Callable
 from finer_datasets._version import __version__
 from finer_datasets.errors import EXIT_CODES, FinerError
 
-__all__ = ["main", "guarded", "parser", "positive_int", "non_negative_int", "fraction"]
+__all__ = ["main", "guarded", "parser", "positive_int", "positive_float", "non_negative_int", "fraction", "one_line",
+           "MAX_ERROR_CHARS"]
 
 _EPILOG = "exit status: " + "; ".join(f"{code} {text.split(':')[0].split(' (')[0]}" for code, text in EXIT_CODES.items())
 
@@ -35,6 +37,13 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -56,7 +65,7 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors as one line, like every other error (exit status 2)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"error: {one_line(f'{self.prog}: {message} (see {self.prog} --help)')}\n")
 
 
 class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
@@ -75,6 +84,7 @@ def _dataset_arg(p: argparse.ArgumentParser) -> None:
 def parser(builder: object = None) -> argparse.ArgumentParser:
     """The argument parser; with a ``builder``, ``build`` also takes that builder's own options."""
     from finer_datasets.cli import build as build_cmd
+    from finer_datasets.cli import compare as compare_cmd
     from finer_datasets.cli import data as data_cmd
 
     fmt = _Defaults
@@ -122,6 +132,14 @@ def parser(builder: object = None) -> argparse.ArgumentParser:
                        "rates, bootstrap CI; writes report.json, report.md and plots.")
     data_cmd.add_score_arguments(s)
 
+    c = sub.add_parser("compare", help="compare scored runs: one table and a paired test per setting",
+                       formatter_class=fmt, description="Put scored runs (report folders of finer score or "
+                       "baselines/score.py) side by side on the pairs they share: paired accuracy per setting with 95% "
+                       "intervals, Δ against a baseline run and a paired significance test per setting; writes "
+                       "compare.md, compare.csv and compare.png. Runs on different datasets or prompts are refused "
+                       "unless allowed.")
+    compare_cmd.add_arguments(c)
+
     x = sub.add_parser("export", help="export the questions for other evaluation tools", formatter_class=fmt,
                        description="Write the questions in another tool's format (images byte for byte).")
     data_cmd.add_export_arguments(x)
@@ -143,6 +161,10 @@ def _run(args: argparse.Namespace, builder: object) -> int:
         return build_cmd.run(args, builder)
     if args.command == "merge":
         return build_cmd.run_merge(args, builder)
+    if args.command == "compare":
+        from finer_datasets.cli import compare as compare_cmd
+
+        return compare_cmd.run(args)
     if args.command == "list":
         from finer_datasets.core.registry import builder_classes
 
@@ -165,14 +187,28 @@ def _builder_for(argv: list[str]) -> object:
     return None
 
 
+#: the longest error line printed; a longer message is cut, saying how long it was
+MAX_ERROR_CHARS = 2000
+
+
+def one_line(message: object, limit: int = MAX_ERROR_CHARS) -> str:
+    """``message`` as one line of at most ``limit`` characters (whitespace collapsed; a longer one
+    is cut and says how many characters it had)."""
+    text = " ".join(str(message).split())
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} ... (message cut: {len(text):,} characters in all)"
+
+
 def guarded(run: Callable[[], int], *, interrupted: str = "interrupted; temporary output removed") -> int:
-    """Run a command: errors become one ``error: ...`` line and their exit status
+    """Run a command: errors become one ``error: ...`` line (at most :data:`MAX_ERROR_CHARS`
+    characters, whatever the input held) and their exit status
     (:data:`~finer_datasets.errors.EXIT_CODES`), Ctrl-C exits 130. Used by ``finer`` and the
     scripts in ``baselines/``."""
     try:
         return run()
     except FinerError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"error: {interrupted}", file=sys.stderr)
@@ -183,7 +219,7 @@ def guarded(run: Callable[[], int], *, interrupted: str = "interrupted; temporar
     except Exception as exc:  # Hub/HTTP errors: a message, never a traceback with request headers
         if type(exc).__module__.split(".")[0] not in ("huggingface_hub", "httpx", "httpx2", "requests"):
             raise
-        print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 1
 
 

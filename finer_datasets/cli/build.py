@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from finer_datasets.cli import fraction, positive_int
+from finer_datasets.cli import fraction, positive_float, positive_int
 from finer_datasets.core.builder import DEFAULT_MAX_SKIP_RATE
-from finer_datasets.errors import UsageError
+from finer_datasets.errors import OutputError, UsageError
 
 __all__ = ["add_arguments", "run", "canonical_command", "llm_run", "add_merge_arguments", "run_merge"]
 
@@ -47,10 +47,11 @@ def add_arguments(b: argparse.ArgumentParser, builder: Any) -> None:
     g.add_argument("--llm-api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key (never logged)")
     g.add_argument("--llm-stages", default=None, help=f"comma list of stages to run (default: all: {stages})")
     g.add_argument("--llm-concurrency", type=positive_int, default=8, help="concurrent LLM requests")
-    g.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request")
+    g.add_argument("--llm-timeout", type=positive_float, default=60.0,
+                   help="seconds one request may take in all (connect to the answer's last byte)")
     g.add_argument("--llm-max-retries", type=int, default=6, help="retries per request on 429/5xx/connection errors")
-    g.add_argument("--llm-breaker-seconds", type=float, default=120.0,
-                   help="abort when no request has succeeded for this long (the circuit breaker)")
+    g.add_argument("--llm-breaker-seconds", type=positive_float, default=120.0,
+                   help="abort when no request has succeeded for this long, in wall time (the circuit breaker)")
     g.add_argument("--mllm-base-url", help="OpenAI-compatible vision endpoint returning logprobs (entropy filter)")
     g.add_argument("--mllm-model", help="discriminator model name (with --mllm-base-url) ...")
     g.add_argument("--mllm-local", help="... or a Hugging Face model id/folder run locally with the letters engine")
@@ -156,7 +157,12 @@ def llm_run(args: argparse.Namespace, builder: Any) -> Any:
 
 
 def _transcript_path(args: argparse.Namespace) -> Path:
-    return args.transcript or args.out.with_name(args.out.name + ".transcript.sqlite")
+    """``--transcript``, else ``OUT.transcript.sqlite`` beside ``--out``; never a symbolic link (SQLite
+    would write through it)."""
+    path = args.transcript or args.out.resolve().with_name(args.out.resolve().name + ".transcript.sqlite")
+    if path.is_symlink():
+        raise OutputError(f"transcript {path} is a symbolic link; give the real path with --transcript")
+    return path
 
 
 def run(args: argparse.Namespace, builder: Any) -> int:
@@ -211,8 +217,11 @@ def add_merge_arguments(m: argparse.ArgumentParser, builder: Any) -> None:
 def run_merge(args: argparse.Namespace, builder: Any) -> int:
     """``finer merge``: join part builds into one release (no model, no network)."""
     from finer_datasets.core.merge import merge
+    from finer_datasets.core.output import check_output
     from finer_datasets.llm import LLMRun, PromptSet
 
+    # the output guard before anything else reads --out (`--out .` among the parts: one line, exit 6)
+    args.out = check_output(args.out, protected=[args.source, *args.parts], overwrite=args.overwrite)
     prompts = PromptSet.for_builder(builder.prompts_dir())
     result = merge(builder, args.parts, source=args.source, out=args.out, options=builder.options_from(args),
                    replay=lambda path: LLMRun.replay(path, stages=builder.llm_stages, prompts=prompts),

@@ -37,7 +37,7 @@ def add_score_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--vlmevalkit-answer", choices=VLMEVALKIT_ANSWERS, default="prediction",
                    help="with --from vlmevalkit: score the raw 'prediction' column with --parser, or VLMEvalKit's own "
                         "judged answer ('hit' and 'log' of its *_result file)")
-    s.add_argument("--out", type=Path, required=True, help="report folder (report.json, report.md, plots, run.json)")
+    s.add_argument("--out", type=Path, required=True, help="report folder (report.json, report.md, plots, pairs.jsonl, run.json)")
     s.add_argument("--name", default=None, help="model name shown in the report title")
     s.add_argument("--prompt", choices=tuple(PROMPTS), default=None,
                    help="prompt template the answers were made with (default: read from the run.json beside "
@@ -49,6 +49,9 @@ def add_score_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--setting", action="append", default=None,
                    help="score only this setting (repeatable; official names such as multi_object work too); answers "
                         "to other settings' questions are ignored (default: the settings the answers' run asked)")
+    s.add_argument("--view", choices=("pairs", "positions"), default="pairs",
+                   help="what the answers answer: the dataset's pairs, or 'positions': every k = 3 multi_* pair with "
+                        "its negative rotated through positions 1-3 (load_finer(..., 'positions'); paper, E.1)")
     s.add_argument("--allow-missing", action="store_true",
                    help="score questions without an answer as wrong (the report shows the coverage) instead of "
                         "stopping with exit status 2")
@@ -132,11 +135,6 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def _out_folder(path: Path, option: str = "--out") -> None:
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{option} {path} is an existing file; give a folder for the report")
-
-
 _MODEL_ENGINES = ("generate", "letters", "openai")
 
 
@@ -154,28 +152,32 @@ def _score(args: argparse.Namespace) -> int:
     from finer_datasets.constants import canonical_settings, require_kind
     from finer_datasets.core.reader import iter_records
     from finer_datasets.eval.quality import assess, require_usable, warn
-    from finer_datasets.eval.report import report_title, write_report
+    from finer_datasets.eval.report import check_report_out, report_title, write_report
     from finer_datasets.eval.runinfo import RUN_FILE, read_run, run_record, write_run
     from finer_datasets.eval.scoring import pair_records, score
     from finer_datasets.eval.sources import read_answers, scored_pairs
     from finer_datasets.hub.resolve import resolve_dataset
+    from finer_datasets.mcq.positions import position_pair_records
 
     name = args.dataset or args.dataset_option
     if not name:
         raise UsageError("score needs the DATASET (a built folder or a Hub id)")
     settings = canonical_settings(args.setting) if args.setting else None
-    _out_folder(args.out)
+    check_report_out(args.out)  # never into a dataset, over a user's own report.md or through a link
     dataset = resolve_dataset(name, revision=args.revision, allow_unverified=args.allow_unverified)
     require_kind(next(iter_records(dataset.folder, dataset.manifest), None), "benchmark", subject=name,
                  action="finer score")
     answers = read_answers(args.predictions, args.source_format, vlmevalkit_answer=args.vlmevalkit_answer)
-    pairs, others, notes = scored_pairs(pair_records(iter_records(dataset.folder, dataset.manifest)), answers, settings)
+    records = iter_records(dataset.folder, dataset.manifest)
+    pairs, others, notes = scored_pairs(pair_records(records) if args.view == "pairs" else position_pair_records(records),
+                                        answers, settings)
     result = score(pairs, answers.predictions, parser=args.parser, bootstrap=args.bootstrap, seed=args.seed,
-                   allow_missing=args.allow_missing, other_ids=others)
+                   allow_missing=args.allow_missing, other_ids=others, keep_pairs=True)
     model = args.name or answers.model
     prompt = _prompt_of(args, answers)
     result.update(dataset={**dataset.provenance(), "pretty_name": dataset.manifest.get("pretty_name")}, model=model,
-                  engine=answers.engine, prompt=prompt, selection_notes=notes)
+                  engine=answers.engine, prompt=prompt, selection_notes=notes,
+                  **({"view": args.view} if args.view != "pairs" else {}))
     result["quality"] = assess(result, args.max_unparseable)
     record = run_record(engine=answers.engine or "predictions-file", model=model,
                         prompt=prompt.get("name") if prompt else None, parser=args.parser,
@@ -195,7 +197,7 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_for_export(args: argparse.Namespace, kind: str, previous: object = None) -> ResolvedDataset:
+def _resolve_for_export(args: argparse.Namespace, kind: str) -> ResolvedDataset:
     """The verified dataset, checked to be of ``kind`` and to leave ``--out`` safe, before anything is written."""
     from finer_datasets.constants import require_kind
     from finer_datasets.core.reader import iter_records
@@ -205,7 +207,7 @@ def _resolve_for_export(args: argparse.Namespace, kind: str, previous: object = 
     dataset = resolve_dataset(args.dataset, revision=args.revision)
     first = next(iter_records(dataset.folder, dataset.manifest), None)
     require_kind(first, kind, subject=args.dataset, action=f"--format {args.format}")
-    check_export_out(args.out, dataset=dataset.folder, fmt=args.format, overwrite=args.overwrite, previous=previous)
+    check_export_out(args.out, dataset=dataset.folder, fmt=args.format, overwrite=args.overwrite)
     return dataset
 
 
@@ -215,7 +217,7 @@ def _export_llamafactory(args: argparse.Namespace) -> int:
 
     if args.setting:
         raise UsageError("--setting does not apply to --format llamafactory: FINER-Tuning has subsets, not settings")
-    dataset = _resolve_for_export(args, "preference", previous=lambda out: (out / "dataset_info.json").is_file())
+    dataset = _resolve_for_export(args, "preference")
     kind = "sft" if args.format.endswith("-sft") else "ranking"
     counts = export_llamafactory(dataset.folder, args.out, kind=kind, overwrite=args.overwrite)
     print(f"wrote {', '.join(f'{split} {n}' for split, n in counts.items())} {kind} rows to {args.out} "
@@ -242,20 +244,25 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _export_lmms(args: argparse.Namespace, settings: tuple[str, ...] | None) -> int:
-    from finer_datasets.eval.lmms import UTILS_PY, write_tasks
-
-    def previous(out: Path) -> bool:  # our utils.py: a task package an export wrote
-        utils = out / "utils.py"
-        return utils.is_file() and utils.read_text("utf-8", errors="replace") == UTILS_PY
+    from finer_datasets.core.guard import export_marker, write_marker
+    from finer_datasets.core.staging import staged_folder
+    from finer_datasets.eval.export import check_export_out
+    from finer_datasets.eval.lmms import write_tasks
 
     if settings is not None:
         raise UsageError("--setting does not apply to --format lmms-eval: each setting is its own task")
-    dataset = _resolve_for_export(args, "benchmark", previous=previous)
+    dataset = _resolve_for_export(args, "benchmark")
     local = Path(args.dataset).expanduser().exists()
     path = str(dataset.folder.resolve()) if local else args.dataset
     group = f"finer_{dataset.manifest.get('dataset') or 'compre_cap'}"
-    written = write_tasks(args.out, dataset=path, revision=None if local else args.revision, group=group,
-                          prompt=args.prompt)
+
+    def check() -> Path:
+        return check_export_out(args.out, dataset=dataset.folder, fmt=args.format, overwrite=args.overwrite)
+
+    with staged_folder(check(), check) as staging:  # the task folder appears complete or not at all
+        written = write_tasks(staging, dataset=path, revision=None if local else args.revision, group=group,
+                              prompt=args.prompt)
+        write_marker(staging, export_marker(args.format))
     print(f"wrote {len(written)} lmms-eval task files to {args.out}: run with --include_path {args.out} "
           f"--tasks {group}")
     return 0

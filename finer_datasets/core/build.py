@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,9 +38,9 @@ from finer_datasets.core.card import card_metadata, render_card
 from finer_datasets.core.images import read_image
 from finer_datasets.core.manifest import data_digest, file_entry, fingerprint_files, write_manifest
 from finer_datasets.core.output import staged_output
-from finer_datasets.core.shards import ShardWriter, encode_json
+from finer_datasets.core.shards import ShardWriter, encode_json, shard_pattern
 from finer_datasets.core.validation import schema_name, validate
-from finer_datasets.errors import QualityError, SourceError, UsageError
+from finer_datasets.errors import FinerError, QualityError, SourceError, UsageError
 
 __all__ = ["BuildResult", "build", "DEFAULT_MAX_SAMPLES", "DEFAULT_MAX_BYTES", "REPORT", "CARD", "TRANSCRIPT"]
 
@@ -122,10 +123,15 @@ def build(
     return result
 
 
-def _image(sample: Sample) -> tuple[bytes, str]:
+def _image(sample: Sample, source: Path) -> tuple[bytes, str]:
+    """The bytes and extension of a sample's image; an image named inside the source must stay there."""
     file, record = sample.origin
+    inside = isinstance(sample.image, (str, os.PathLike)) and \
+        Path(os.path.abspath(sample.image)).is_relative_to(os.path.abspath(source))  # else a ShardMember
     try:
-        data, info = read_image(sample.image)
+        data, info = read_image(sample.image, source if inside else None)
+    except SourceError as exc:
+        raise SourceError(f"image {sample.image}: {exc.reason}", path=file, record=record, field="image") from exc
     except FileNotFoundError as exc:
         raise SourceError(f"image file not found: {sample.image}", path=file, record=record, field="image") from exc
     except OSError as exc:
@@ -134,6 +140,41 @@ def _image(sample: Sample) -> tuple[bytes, str]:
     except ValueError as exc:
         raise SourceError(f"bad image {sample.image}: {exc}", path=file, record=record, field="image") from exc
     return data, info.extension
+
+
+def _where(sample: Sample, source: Path) -> str:
+    """A sample's image file (relative to the source when inside it) and its source record."""
+    file, record = sample.origin
+    if not isinstance(sample.image, (str, os.PathLike)):  # a ShardMember
+        return f"{sample.image} ({Path(str(file)).name} record {record})"
+    image = Path(os.path.abspath(sample.image))
+    shown = image.relative_to(os.path.abspath(source)) if image.is_relative_to(os.path.abspath(source)) else image
+    return f"{shown.as_posix()} ({Path(str(file)).name} record {record})"
+
+
+class _Keys:
+    """The WebDataset keys of one build, checked before a sample is written: unique (two source
+    files that give one key are a one-line :class:`SourceError` naming both) and in the shard
+    writer's order (plain string order, strictly increasing per split)."""
+
+    def __init__(self, builder: str, source: Path):
+        self.builder, self.source = builder, source
+        self.seen: dict[str, Sample] = {}
+        self.last: dict[str, Sample] = {}
+
+    def check(self, sample: Sample) -> None:
+        first = self.seen.get(sample.key)
+        if first is not None:
+            file, record = sample.origin
+            raise SourceError(f"{_where(first, self.source)} and {_where(sample, self.source)} both become WebDataset "
+                              f"key {sample.key!r} (rename one of the two files)", path=file, record=record,
+                              field="image")
+        last = self.last.get(sample.split)
+        if last is not None and sample.key < last.key:
+            raise FinerError(f"builder {self.builder}: samples must come in increasing key order, got {sample.key!r} "
+                             f"({_where(sample, self.source)}) after {last.key!r} ({_where(last, self.source)}); "
+                             "sort the units by their key")
+        self.seen[sample.key] = self.last[sample.split] = replace(sample, record={})  # (records are not kept)
 
 
 def _write_samples(builder: DatasetBuilder, units: list[Any], ctx: BuildContext, root: Path, timings: Counter[str],
@@ -146,6 +187,7 @@ def _write_samples(builder: DatasetBuilder, units: list[Any], ctx: BuildContext,
     """
     columns: set[str] = set()
     written = 0
+    keys = _Keys(builder.name, ctx.source)
     pending: deque[tuple[Sample, Future]] = deque()
     with contextlib.ExitStack() as stack:
         writers = {split: stack.enter_context(ShardWriter(root / "data", split, max_samples=max_samples,
@@ -179,7 +221,8 @@ def _write_samples(builder: DatasetBuilder, units: list[Any], ctx: BuildContext,
             if sample.split not in writers:
                 raise UsageError(f"builder {builder.name}: sample {sample.key} names split {sample.split!r}, "
                                  f"not one of {builder.splits}")
-            pending.append((sample, pool.submit(_image, sample)))
+            keys.check(sample)
+            pending.append((sample, pool.submit(_image, sample, ctx.source)))
             flush(keep=2 * _IMAGE_THREADS)
         flush(keep=0)
         t = time.perf_counter()
@@ -188,11 +231,21 @@ def _write_samples(builder: DatasetBuilder, units: list[Any], ctx: BuildContext,
     return shards, columns, written
 
 
+def _nothing_kept(ctx: BuildContext) -> QualityError:
+    """The error of a build that ends with no record: an empty source, or (with skips) every
+    element of every image failed -- then what happened, with the skips counted by reason."""
+    counts = ctx.report.skip_counts()
+    if not counts:
+        return QualityError(f"the source {ctx.source} holds no records; nothing was written")
+    by_count = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items(), key=lambda rn: (-rn[1], rn[0])))
+    return QualityError(f"the build of {ctx.source} produced no records: no image kept a usable element "
+                        f"({sum(counts.values())} skipped: {by_count}); see the log; nothing was written")
+
+
 def _check_quality(ctx: BuildContext, written: int, max_skip_rate: float) -> None:
     report = ctx.report
     if written == 0:
-        raise QualityError(f"the build of {ctx.source} produced no records ({sum(report.skip_counts().values())} "
-                           "skipped elements; see the log); nothing was written")
+        raise _nothing_kept(ctx)
     rate = report.defect_rate()
     if rate > max_skip_rate:
         top = ", ".join(f"{r} {n}" for r, n in report.skip_counts().items() if r not in report.policy)
@@ -216,7 +269,7 @@ def _build_into(builder: DatasetBuilder, ctx: BuildContext, root: Path, *, max_s
     ctx.report.end_of_read()
     timings["read_source"] += time.perf_counter() - t0
     if not units:
-        raise QualityError(f"the source {ctx.source} holds no records; nothing was written")
+        raise _nothing_kept(ctx)
     t = time.perf_counter()
     builder.prepare(units, ctx)
     timings["prepare"] += time.perf_counter() - t
@@ -256,7 +309,8 @@ def _build_into(builder: DatasetBuilder, ctx: BuildContext, root: Path, *, max_s
     }
     manifest["data_digest"] = data_digest(files)
     shard_bytes = {split: sum(s.size for s in shards[split]) for split in builder.splits}
-    card = _card(builder, ctx, manifest, tuple(sorted(columns)) or ("jpg",), shard_bytes, command, repo_id)
+    card = _card(builder, ctx, manifest, tuple(sorted(columns)) or ("jpg",), shard_bytes, command, repo_id,
+                 shard_counts={split: len(shards[split]) for split in builder.splits})
     (root / CARD).write_text(card, encoding="utf-8")
     files.append(file_entry(root, CARD))
     manifest["files"] = sorted(files, key=lambda f: f["path"])
@@ -267,7 +321,8 @@ def _build_into(builder: DatasetBuilder, ctx: BuildContext, root: Path, *, max_s
 
 
 def _card(builder: DatasetBuilder, ctx: BuildContext, manifest: dict[str, Any], columns: tuple[str, ...],
-          shard_bytes: dict[str, int], command: Sequence[str] | None, repo_id: str | None) -> str:
+          shard_bytes: dict[str, int], command: Sequence[str] | None, repo_id: str | None,
+          shard_counts: dict[str, int]) -> str:
     counts = manifest["counts"]
     size = counts.get("records", sum(counts["samples"].values()))
     metadata = card_metadata(pretty_name=builder.pretty_name, license=builder.license,
@@ -292,6 +347,8 @@ def _card(builder: DatasetBuilder, ctx: BuildContext, manifest: dict[str, Any], 
         "models": ctx.llm.card_text() if ctx.llm is not None else "none",
         "transcript": ctx.llm.transcript_text() if ctx.llm is not None else "none (no model calls)",
         "license_text": builder.license_text,
+        # the shards of each split as one brace pattern: ${shards_test} = test-{00000..00003}.tar
+        **{f"shards_{split}": shard_pattern(split, n) for split, n in shard_counts.items()},
         "release_notes": builder.release_notes.strip(),
         **builder.card_values(ctx, manifest),
     }

@@ -25,9 +25,12 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 from finer_datasets.errors import StrictModeError
+
+if TYPE_CHECKING:
+    from finer_datasets.core.reader import ShardMember
 
 __all__ = ["BuildReport", "BuildContext", "Sample", "DatasetBuilder", "image_key", "DEFAULT_MAX_SKIP_RATE",
            "labelled_version"]
@@ -139,13 +142,14 @@ class Sample:
     """One WebDataset sample: an image stored once and the record (the ``json`` member) about it.
 
     ``origin`` is ``(file, record)`` of the source entry, used to name the culprit when the image
-    cannot be read or decoded.
+    cannot be read or decoded. ``image`` is a file, or an image stored in a built folder
+    (:class:`~finer_datasets.core.reader.ShardMember`, read like a file) when the source is one.
     """
 
     key: str
     split: str
     record: dict[str, Any]
-    image: Path
+    image: Path | ShardMember
     origin: tuple[Path, object]
 
 

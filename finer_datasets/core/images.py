@@ -11,13 +11,18 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageInfo", "inspect_image", "read_image", "IMAGE_EXTENSIONS", "MAX_PIXELS"]
+from finer_datasets.core.reader import ShardMember
+from finer_datasets.core.source import read_regular
+
+__all__ = ["ImageInfo", "inspect_image", "read_image", "IMAGE_EXTENSIONS", "MAX_PIXELS", "MAX_IMAGE_BYTES"]
 
 # file suffix -> WebDataset member extension
 IMAGE_EXTENSIONS = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png"}
 _FORMATS = {"jpg": "JPEG", "png": "PNG"}
 #: largest image accepted (Pillow's decompression-bomb limit, 89.5 megapixels)
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+#: largest image file read (an uncompressed 16-bit RGBA image of MAX_PIXELS is about 716 MB)
+MAX_IMAGE_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -60,10 +65,18 @@ def inspect_image(data: bytes, suffix: str, *, max_pixels: int = MAX_PIXELS) -> 
     return ImageInfo(extension, width, height)
 
 
-def read_image(path: Path) -> tuple[bytes, ImageInfo]:
+def read_image(path: Path | ShardMember, root: Path | None = None) -> tuple[bytes, ImageInfo]:
     """Read and fully check an image file; ``OSError`` for unreadable files, ``ValueError`` for bad
-    content (callers turn both into a :class:`~finer_datasets.errors.SourceError` naming the record)."""
-    if path.is_dir():
-        raise ValueError("is a folder, not an image file")
-    data = path.read_bytes()
+    content or a file over :data:`MAX_IMAGE_BYTES` (callers turn both into a
+    :class:`~finer_datasets.errors.SourceError` naming the record). Only a regular file is read,
+    and with ``root`` only one that stays inside that folder: anything else is a ``SourceError``
+    naming the file (:func:`finer_datasets.core.source.refused`), found before it is opened."""
+    if isinstance(path, ShardMember):  # an image stored in a built folder's shard (a source that is one)
+        if path.size > MAX_IMAGE_BYTES:
+            raise ValueError(f"file larger than the limit of {MAX_IMAGE_BYTES:,} bytes")
+        return (data := path.read_bytes()), inspect_image(data, path.suffix)
+    try:
+        data = read_regular(path, root, limit=MAX_IMAGE_BYTES)
+    except IsADirectoryError as exc:
+        raise ValueError("is a folder, not an image file") from exc
     return data, inspect_image(data, path.suffix)

@@ -20,13 +20,15 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from finer_datasets.core.build import BuildResult, build
 from finer_datasets.core.builder import DatasetBuilder
 from finer_datasets.core.manifest import fingerprint_files, verify
-from finer_datasets.errors import UsageError
+from finer_datasets.core.output import check_output
+from finer_datasets.errors import OutputError, UsageError
 
 __all__ = ["merge", "union_transcripts", "check_parts"]
 
@@ -121,14 +123,18 @@ def merge(
     from finer_datasets.core.build import DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES
 
     parts = [Path(p) for p in parts]
-    source, out, options = Path(source), Path(out), dict(options or {})
+    source, options = Path(source), dict(options or {})
+    # the output guard first (``--out .`` among the parts, inside a part, a link...): one line, nothing written
+    out = check_output(Path(out), protected=[source, *parts], overwrite=bool(build_kwargs.get("overwrite")))
     manifests = check_parts(builder, parts, source, options)
     first = manifests[0]
     if first["llm"] is not None and replay is None:
         raise UsageError("the parts used a model: merge needs replay(transcript) to answer from their transcripts")
-    scratch = out.parent / f".{out.name}.finer-merge"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.finer-merge-", dir=out.parent))  # this run's own
+    except OSError as exc:
+        raise OutputError(f"cannot write beside {out}: {exc.strerror or exc}") from exc
     try:
         llm = None
         if first["llm"] is not None:

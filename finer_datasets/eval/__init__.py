@@ -9,6 +9,7 @@
     predictions.py reading predictions JSONL line by line
     report.py      report.json / report.md (headline, banner, baselines defined)
     plots.py       accuracy_by_k.png (n and Wilson interval per point) / fp_fn_rates.png
+    analyses.py    report parts for the ladder (by level, Fig. 1 / 12) and rotated positions (E.1)
     runinfo.py     run.json: what produced a run; resuming another configuration is refused
     questions.py   a run's questions, one image at a time, from the per-image samples
     engines.py     Hugging Face model engines (generate, letters); imports torch

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 from finer_datasets.constants import LETTERS
@@ -205,16 +206,28 @@ def _blank_options(text: str, options: Sequence[str]) -> tuple[str, set[str]]:
     return text, quoted
 
 
-def _disagrees(rest: str, letter: str, options: Sequence[str]) -> bool:
-    """Whether ``rest`` (the text after an answer letter) starts like another option rather
-    than like the letter's own ("B. Yes, I can see ..." when only A starts with "Yes")."""
-    words = _words(rest)
+@lru_cache(maxsize=1024)
+def _option_words(option: str) -> tuple[str, ...]:
+    return tuple(_words(option))
+
+
+def _disagrees(text: str, at: int, letter: str, options: Sequence[str]) -> bool:
+    """Whether the text after an answer letter (``text[at:]``) starts like another option rather
+    than like the letter's own ("B. Yes, I can see ..." when only A starts with "Yes").
+
+    Only the first words can match an option, so only a window of ``text`` is read (an answer
+    that repeats a letter many times stays linear): cut where a word may be cut, the last word
+    is dropped and a word no option has stands for the rest."""
+    span = 2 * max(len(option) for option in options) + 64
+    words = _words(text[at:at + span])
+    if len(text) - at > span:
+        words = words[:-1] + ["\0"]
     if not words:
         return False
 
     def shared(option: str) -> int:
         n = 0
-        for a, b in zip(words, _words(option)):
+        for a, b in zip(words, _option_words(option)):
             if a != b:
                 break
             n += 1
@@ -223,7 +236,7 @@ def _disagrees(rest: str, letter: str, options: Sequence[str]) -> bool:
     own = shared(options[LETTERS.index(letter)])
     for i, option in enumerate(options):
         n = shared(option)
-        if LETTERS[i] != letter and n > own and (n >= 2 or n == len(_words(option)) or n == len(words)
+        if LETTERS[i] != letter and n > own and (n >= 2 or n == len(_option_words(option)) or n == len(words)
                                                   or words[0] in _POLAR):
             return True
     return False
@@ -258,7 +271,7 @@ def _parse_strict(text: str, options: Sequence[str] | None) -> str | None:
         return None
     if options and letter in LETTERS[: len(options)]:
         for m in answers:
-            if _disagrees(text[_SEPARATOR.match(text, m.end).end():], letter, options):
+            if _disagrees(text, _SEPARATOR.match(text, m.end).end(), letter, options):
                 return None
     return letter
 

@@ -11,7 +11,17 @@ some settings):
   of an image carries it, later rows of the same image carry that row's ``index`` (the space-saving
   reference VLMEvalKit's own MMBench TSVs use; see :func:`resolve_image_references`);
 - :func:`export_official_csv` -- the layout of FINER's release (``image, qtype, question,
-  choice1-5, gt_index``) naming the source image file.
+  choice1-5, gt_index``) naming the source image file. A spreadsheet opens this file, so every
+  text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is written
+  with a leading single quote (OWASP's advice against CSV formula injection): ``=1+2.jpg`` is
+  written ``'=1+2.jpg``, shown as text and never evaluated.
+
+The VLMEvalKit TSV is **not** escaped that way: VLMEvalKit builds the model's prompt from its
+``question`` and ``A``-``E`` cells, so a quote added there would change what the model is asked
+(and the scores); its reader is pandas, not a spreadsheet. Its other cells are safe by
+construction: ``index`` is a number, ``image`` base64 of an image (JPEG, PNG and WebP encode to
+a first character in ``/``, ``i``, ``U``) or a row index, ``category`` is ``<setting>_pos|neg``,
+and the ids follow the schema's ``^[A-Za-z0-9_-]+$``; an id that begins with ``-`` is refused.
 
 Images are exported byte for byte: a ``datasets`` object has its image columns cast to
 ``datasets.Image(decode=False)`` first. A row that only carries a decoded PIL image (no original
@@ -34,11 +44,12 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from finer_datasets.constants import LETTERS, require_kind
-from finer_datasets.errors import OutputError, SourceError
+from finer_datasets.core.guard import EXPORT_TOOL, check_replace, owned_folder, replacing
+from finer_datasets.errors import SourceError, UsageError
 from finer_datasets.mcq.records import POLARITIES, pair_rows
 
 __all__ = ["export_vlmevalkit", "export_official_csv", "VLMEVALKIT_COLUMNS", "OFFICIAL_COLUMNS", "image_bytes",
-           "resolve_image_references", "IMAGE_REFERENCE_MAX", "check_export_out", "EXPORT_HEADERS"]
+           "resolve_image_references", "IMAGE_REFERENCE_MAX", "check_export_out", "EXPORT_HEADERS", "spreadsheet_safe"]
 
 VLMEVALKIT_COLUMNS = ("index", "image", "question", "A", "B", "C", "D", "E", "answer", "category", "question_id",
                       "pair_id")
@@ -117,31 +128,44 @@ def _clean(text: Any) -> str:
     return _BREAKS.sub(" ", str(text))
 
 
+#: what a spreadsheet reads as the start of a formula (OWASP, "CSV Injection")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell a spreadsheet shows as text: one that begins with ``=``, ``+``, ``-``, ``@``, a
+    tab or a carriage return gets a leading single quote; other values are returned as they are."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def _safe_id(value: Any, record: Mapping[str, Any], field: str) -> str:
+    text = str(value)
+    if text.startswith(FORMULA_STARTS):
+        raise SourceError(f"id {text[:40]!r} begins with {text[0]!r}, which a spreadsheet reads as a formula",
+                          record=record.get("pair_id"), field=field)
+    return text
+
+
 def _questions(record: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
     for polarity, short in POLARITIES:
         question = record[polarity]
         if len(question["options"]) != 5:
-            raise ValueError(f"question {question['question_id']!r} has {len(question['options'])} options, not 5")
+            raise UsageError(f"question {question['question_id']!r} has {len(question['options'])} options: the "
+                             "vlmevalkit and official-csv formats hold five-option questions (a FINER-Ladder yes/no "
+                             "pair has two); export it with --format lmms-eval, or read it with load_finer")
         yield short, question
 
 
 def _write_rows(path: str | Path, header: tuple[str, ...], rows: Iterable[list[Any]], delimiter: str) -> int:
-    """Write a header and rows atomically (temp file, then rename); return the row count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.finer-tmp")  # beside it: the rename is atomic
+    """Write a header and rows atomically (a temp file of this run's own, then rename); return the row count."""
     count = 0
-    try:
+    with replacing(Path(path)) as tmp:
         with tmp.open("w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
             writer.writerow(header)
             for row in rows:
                 writer.writerow(row)
                 count += 1
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return count
 
 
@@ -185,9 +209,11 @@ def export_vlmevalkit(rows: Any, path: str | Path, *, settings: Iterable[str] | 
                     if len(image) <= IMAGE_REFERENCE_MAX:
                         raise SourceError(f"the image is only {len(current[2])} bytes: VLMEvalKit would read its "
                                           "base64 as a row index", record=record["pair_id"], field="image")
+                # question and options as the dataset has them (one line): they are the model's prompt
                 yield [index, image, _clean(question["question"]), *(_clean(o) for o in question["options"]),
-                       question["answer"], f"{record['setting']}_{short}", question["question_id"],
-                       record["pair_id"]]
+                       question["answer"], f"{record['setting']}_{short}",
+                       _safe_id(question["question_id"], record, "question_id"),
+                       _safe_id(record["pair_id"], record, "pair_id")]
                 index += 1
 
     return _write_rows(path, VLMEVALKIT_COLUMNS, lines(), "\t")
@@ -219,22 +245,17 @@ def export_official_csv(rows: Any, path: str | Path, *, settings: Iterable[str] 
     Columns ``image, qtype, question, choice1..choice5, gt_index``: ``image`` is the source image
     file name, ``qtype`` is ``{setting}_pos`` / ``{setting}_neg`` (e.g. ``multi_obj_pos``) and
     ``gt_index`` the 0-based index of the correct option; each pair gives two consecutive rows.
+    Text cells that a spreadsheet would read as a formula get a leading ``'`` (:func:`spreadsheet_safe`).
     """
 
     def lines() -> Iterator[list[Any]]:
         for record, _ in _pairs(rows, settings, images=False):
             for short, question in _questions(record):
-                yield [record["image_file"], f"{record['setting']}_{short}", _clean(question["question"]),
-                       *(_clean(o) for o in question["options"]), LETTERS.index(question["answer"])]
+                cells = [record["image_file"], f"{record['setting']}_{short}", _clean(question["question"]),
+                         *(_clean(o) for o in question["options"])]
+                yield [*(spreadsheet_safe(c) for c in cells), LETTERS.index(question["answer"])]
 
     return _write_rows(path, OFFICIAL_COLUMNS, lines(), ",")
-
-
-def _outside(out: Path, dataset: Path) -> None:
-    resolved, folder = out.resolve(), dataset.resolve()
-    if resolved == folder or resolved.is_relative_to(folder) or folder.is_relative_to(resolved):
-        raise OutputError(f"--out {out} is inside the dataset folder {dataset} (or contains it); an export never "
-                          "writes there: choose a path outside it")
 
 
 def _previous_export(path: Path, fmt: str) -> bool:
@@ -248,31 +269,22 @@ def _previous_export(path: Path, fmt: str) -> bool:
     return first.rstrip("\r\n") == delimiter.join(header)
 
 
-def check_export_out(out: str | Path, *, dataset: str | Path, fmt: str, overwrite: bool = False,
-                     previous: Any = None) -> None:
-    """Refuse (:class:`OutputError`, one line saying what to do) an export target that could lose data.
+def check_export_out(out: str | Path, *, dataset: str | Path, fmt: str, overwrite: bool = False) -> Path:
+    """Refuse (:class:`OutputError`, one line saying what to do) an export target that could lose
+    data; return it resolved.
 
-    ``--out`` may never be, sit inside or contain the ``dataset`` folder. An existing output is
-    replaced only with ``overwrite``, and only when an export wrote it: a file export of the same
-    ``fmt`` (its first line is the header, :data:`EXPORT_HEADERS`), or for a folder export an empty
-    folder or one for which ``previous(folder)`` is true.
+    ``--out`` may never be, sit inside or contain the ``dataset`` folder, sit inside any other
+    dataset, or be a symbolic link (:func:`finer_datasets.core.guard.check_replace`). An existing
+    output is replaced only with ``overwrite``, and only when an export wrote it: a file export of
+    the same ``fmt`` (its first line is the header, :data:`EXPORT_HEADERS`), or for a folder
+    export an empty folder or one holding the marker of a ``fmt`` export and nothing it does not
+    list (:func:`finer_datasets.core.guard.owned_folder`).
     """
-    out, dataset = Path(out), Path(dataset)
-    _outside(out, dataset)
-    if not (out.exists() or out.is_symlink()):
-        return
-    folder = fmt not in EXPORT_HEADERS
-    if folder and not out.is_dir():
-        raise OutputError(f"--out {out} is an existing file; --format {fmt} writes a folder: choose a new folder")
-    if not folder and out.is_dir():
-        raise OutputError(f"--out {out} is a folder; --format {fmt} writes a file: give a file name")
-    if folder and not any(out.iterdir()):
-        return
-    ours = previous(out) if folder else _previous_export(out, fmt)
-    if not overwrite:
-        hint = "pass --overwrite to replace that previous export" if ours else "it was not written by an export"
-        raise OutputError(f"--out {out} already exists ({hint}); choose another --out or move it away")
-    if not ours:
-        what = "holds no previous export" if folder else f"does not start with the {fmt} export's header"
-        raise OutputError(f"--overwrite refused for {out}: it {what}, so no export wrote it; choose another --out "
-                          "or move it away yourself")
+    if fmt in EXPORT_HEADERS:
+        def owned(path: Path) -> tuple[bool, str]:
+            return _previous_export(path, fmt), f"it does not start with the {fmt} export's header, so no export wrote it"
+    else:
+        def owned(path: Path) -> tuple[bool, str]:
+            return owned_folder(path, EXPORT_TOOL)
+    return check_replace(Path(out), owned=owned, folder=fmt not in EXPORT_HEADERS, overwrite=overwrite,
+                         dataset=Path(dataset), writer=f"--format {fmt}")

@@ -14,12 +14,21 @@ from typing import Any, BinaryIO, Iterator, Mapping
 
 from finer_datasets.errors import PredictionsError
 
-__all__ = ["load_predictions", "iter_json_objects", "check_answer", "AnswerCollector", "MAX_LINE_BYTES"]
+__all__ = ["load_predictions", "iter_json_objects", "check_answer", "AnswerCollector", "MAX_LINE_BYTES", "MAX_FILE_BYTES",
+           "shown_numbers"]
 
 _EXAMPLES = 5
 
 
+def shown_numbers(numbers: list[int]) -> str:
+    """Line or row numbers for a message: all of a few, else the first five and the count."""
+    if len(numbers) <= _EXAMPLES:
+        return ", ".join(map(str, numbers))
+    return f"{', '.join(map(str, numbers[:_EXAMPLES]))}, ... ({len(numbers):,} in all)"
+
+
 MAX_LINE_BYTES = 1 << 20  # longest predictions line read (1 MiB); memory stays bounded by it
+MAX_FILE_BYTES = 1 << 30  # largest predictions file read (1 GiB): the answers kept stay bounded
 _CHUNK = 1 << 16
 _EOL = re.compile(rb"\r\n|\r|\n")  # line ends as Python's universal newlines read them
 
@@ -95,6 +104,15 @@ def _decode(raw: bytes, path: Path, number: int, offset: int) -> str:
     return text
 
 
+def _size(handle: BinaryIO) -> int:
+    import os
+
+    try:
+        return os.fstat(handle.fileno()).st_size
+    except (OSError, ValueError):
+        return 0
+
+
 def iter_json_objects(path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES,
                       keys: tuple[str, ...] = ("question_id", "response")) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` of every non-blank line of a JSON Lines file, read line by line.
@@ -108,6 +126,10 @@ def iter_json_objects(path: str | Path, *, max_line_bytes: int = MAX_LINE_BYTES,
     except OSError as exc:
         raise PredictionsError(f"cannot read predictions: {exc.strerror or exc}", path=path) from exc
     with handle:
+        size = _size(handle)
+        if size > MAX_FILE_BYTES:
+            raise PredictionsError(f"{size:,} bytes, over the limit of {MAX_FILE_BYTES:,} for a predictions file",
+                                   path=path)
         for number, offset, raw in _raw_lines(handle, path, max_line_bytes):
             line = _decode(raw, path, number, offset)
             if not line.strip():
@@ -160,7 +182,7 @@ class AnswerCollector:
 
     def result(self) -> dict[str, str]:
         if self.duplicates:
-            shown = "; ".join(f"{qid!r} on lines {', '.join(map(str, lines))}"
+            shown = "; ".join(f"{qid[:80]!r} on lines {shown_numbers(lines)}"
                               for qid, lines in list(self.duplicates.items())[:_EXAMPLES])
             more = "; ..." if len(self.duplicates) > _EXAMPLES else ""
             raise PredictionsError(f"{len(self.duplicates)} duplicate question id(s): {shown}{more}", path=self.path,

@@ -11,24 +11,34 @@
   engine, prompt template, dataset, subset), a Table-1-style table beside the random baselines
   (each defined in one sentence), question-level rates, coverage, and paired accuracy by k and by
   position of the negated entity (from 1);
-- ``accuracy_by_k.png`` and ``fp_fn_rates.png`` (:mod:`finer_datasets.eval.plots`).
+- ``accuracy_by_k.png`` and ``fp_fn_rates.png`` (:mod:`finer_datasets.eval.plots`), and for a
+  granularity ladder or rotated positions the sections and plots of :mod:`finer_datasets.eval.analyses`;
+- ``pairs.jsonl`` when the result keeps its pairs (``score(..., keep_pairs=True)``, as ``finer score``
+  and ``baselines/score.py`` do): one line per pair, ``{"k", "official", "pair_id", "position",
+  "setting", "strict"}`` (whether the pair was right under each parser), what ``finer compare``
+  pairs runs on; ``report.json`` does not repeat them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from finer_datasets.core.guard import check_target, refuse_link, write_file
+from finer_datasets.errors import OutputError, UsageError
+from finer_datasets.eval.analyses import (LEVEL_FILES, POSITION_FILES, analysis_intervals, analysis_plots,
+                                          analysis_sections)
 from finer_datasets.eval.intervals import BOOTSTRAP, WILSON
 from finer_datasets.eval.plots import dataset_label, int_keys, model_label, plot_accuracy_by_k, plot_fp_fn_rates
 from finer_datasets.eval.prompts import DEFAULT_PROMPT, get_prompt
 
 __all__ = ["write_report", "report_json", "report_markdown", "report_title", "headline", "plot_accuracy_by_k",
-           "plot_fp_fn_rates", "REPORT_FILES", "RANDOM_BASELINES"]
+           "plot_fp_fn_rates", "REPORT_FILES", "RANDOM_BASELINES", "PAIRS_FILE", "pairs_jsonl",
+           "check_report_out", "report_outputs"]
 
 REPORT_FILES = ("report.json", "report.md", "accuracy_by_k.png", "fp_fn_rates.png")
+PAIRS_FILE = "pairs.jsonl"  # per-pair outcomes, written when the result keeps them
 DEFAULT_TITLE = "FINER evaluation report"
 _DASH = "–"
 _NA = "n/a"
@@ -110,13 +120,14 @@ def report_json(result: Mapping[str, Any], *, title: str = DEFAULT_TITLE) -> str
     ``by_negated_index`` is not written)."""
     overall = result.get("overall") or {}
     data = dict(result)
+    data.pop("pairs", None)  # per-pair outcomes go to pairs.jsonl
     if "settings" in data:
         data["settings"] = {name: _public_block(block) for name, block in (result.get("settings") or {}).items()}
     if "overall" in data:
         data["overall"] = _public_block(overall)
     data["title"] = title
     data["headline"] = headline(result)
-    data["intervals"] = {"ci95": BOOTSTRAP, "by_k.ci95": WILSON, "by_position.ci95": WILSON}
+    data["intervals"] = {"ci95": BOOTSTRAP, "by_k.ci95": WILSON, "by_position.ci95": WILSON, **analysis_intervals(result)}
     data["counts"] = {
         "pairs": result.get("n_pairs", overall.get("n_pairs")),
         "questions": result.get("n_questions", overall.get("n_questions")),
@@ -302,21 +313,51 @@ def report_markdown(result: Mapping[str, Any], *, title: str = DEFAULT_TITLE, pl
         lines += ["", "## Plots", "", f"Points show n (pairs) and a 95% {WILSON}.", "",
                   "![Paired accuracy by k](accuracy_by_k.png)", "",
                   "![False-positive and false-negative rates](fp_fn_rates.png)"]
+    lines += analysis_sections(result, plots=plots)  # the ladder (Fig. 1, 12) and rotated positions (E.1), if any
     return "\n".join(lines) + "\n"
 
 
 def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8", newline="\n")
-    os.replace(tmp, path)
-    return path
+    return write_file(path, text)  # a temp file of this run's own, then an atomic rename
+
+
+def report_outputs() -> tuple[str, ...]:
+    """Every file name a report may write into its folder (besides ``run.json``)."""
+    return (*REPORT_FILES, PAIRS_FILE, *LEVEL_FILES, *POSITION_FILES)
+
+
+def check_report_out(out: str | Path, *, also: tuple[str, ...] = (), links: tuple[str, ...] = (), option: str = "--out",
+                     what: str = "finer score") -> Path:
+    """Where a scoring run may write its report (and the files ``also`` names); returns it resolved.
+
+    The output guard's rules (:func:`finer_datasets.core.guard.check_target`: never at or inside
+    a dataset, never a link) and: a folder, and when it already holds a file the run would write
+    (a report, ``run.json``, ``also``) it must be a scoring run's own folder -- its ``run.json``
+    was written by finer-datasets (:func:`finer_datasets.eval.runinfo.is_run_folder`); a user's
+    own ``report.md`` is never replaced. No file the run writes (nor ``links``) may be a link."""
+    from finer_datasets.eval.runinfo import RUN_FILE, is_run_folder
+
+    resolved = check_target(Path(out), option=option, what=what)
+    if resolved.exists() and not resolved.is_dir():
+        raise UsageError(f"{option} {out} is an existing file; give a folder for the report")
+    if resolved.is_dir():
+        names = (*report_outputs(), RUN_FILE, *also)
+        for name in (*names, *links):
+            refuse_link(resolved / name, "output")
+        clash = [name for name in names if (resolved / name).exists()]
+        if clash and not is_run_folder(resolved):
+            shown = ", ".join(clash[:3]) + (", ..." if len(clash) > 3 else "")
+            raise OutputError(f"{option} {out} already holds {shown}, not written by a FINER scoring run (it has no "
+                              f"{RUN_FILE} of finer-datasets); choose another {option} or move them away")
+    return resolved
 
 
 def write_report(result: Mapping[str, Any], out_dir: str | Path, *, title: str | None = None,
                  plots: bool = True) -> list[Path]:
-    """Write ``report.json``, ``report.md`` and (``plots=True``, needs matplotlib)
-    ``accuracy_by_k.png`` and ``fp_fn_rates.png`` into ``out_dir`` (created if needed);
-    return their paths in that order. ``title`` defaults to :func:`report_title`."""
+    """Write ``report.json``, ``report.md``, (``plots=True``, needs matplotlib)
+    ``accuracy_by_k.png`` and ``fp_fn_rates.png``, and ``pairs.jsonl`` when ``result`` has
+    ``pairs``, into ``out_dir`` (created if needed); return their paths in that order.
+    ``title`` defaults to :func:`report_title`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     title = title or (report_title(result) if result.get("model") or result.get("dataset") else DEFAULT_TITLE)
@@ -327,4 +368,12 @@ def write_report(result: Mapping[str, Any], out_dir: str | Path, *, title: str |
     if plots:
         written.append(plot_accuracy_by_k(result, out / "accuracy_by_k.png"))
         written.append(plot_fp_fn_rates(result, out / "fp_fn_rates.png"))
+        written += analysis_plots(result, out)
+    if result.get("pairs") is not None:
+        written.append(_write_text(out / PAIRS_FILE, pairs_jsonl(result["pairs"])))
     return written
+
+
+def pairs_jsonl(pairs: Any) -> str:
+    """The text of ``pairs.jsonl``: one compact JSON object per pair, keys sorted."""
+    return "".join(json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n" for row in pairs)

@@ -13,17 +13,20 @@ sessions of one run; the latest values are kept.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 from finer_datasets._version import __version__
+from finer_datasets.core.guard import write_file
 from finer_datasets.errors import OutputError
 
-__all__ = ["RUN_FILE", "IDENTITY", "run_record", "claim_run", "read_run", "write_run", "dataset_identity"]
+__all__ = ["RUN_FILE", "IDENTITY", "run_record", "claim_run", "read_run", "write_run", "dataset_identity",
+           "is_run_folder"]
 
 RUN_FILE = "run.json"
+_PACKAGE = "finer-datasets"
+_MAX_RUN_BYTES = 16 << 20  # a run record is a few KiB
 #: what must match for answers to be resumed into one predictions file
 IDENTITY = ("engine", "model", "model_revision", "model_commit", "prompt", "max_new_tokens", "dtype", "dataset")
 _DATASET_KEYS = ("dataset", "version", "manifest_digest")
@@ -52,7 +55,7 @@ def run_record(*, engine: str, model: str | None, prompt: str | None, parser: st
         "dtype": dtype,
         "parser": parser,
         "dataset": dict(dataset) if dataset else None,
-        "package": {"name": "finer-datasets", "version": __version__},
+        "package": {"name": _PACKAGE, "version": __version__},
         "seed": seed,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
@@ -65,6 +68,8 @@ def read_run(folder: str | Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
+        if path.stat().st_size > _MAX_RUN_BYTES:
+            raise OSError(f"over {_MAX_RUN_BYTES:,} bytes")
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise OutputError(f"{path}: unreadable run record ({exc}); move the folder aside or give another --out") from exc
@@ -79,9 +84,23 @@ def _identity(record: Mapping[str, Any], key: str) -> Any:
 
 
 def _write(path: Path, record: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, sort_keys=True, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_file(path, json.dumps(record, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
+
+
+def is_run_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a ``run.json`` that finer-datasets wrote (its ``package`` says so):
+    the marker by which a scoring run recognises a report folder of its own."""
+    path = Path(folder) / RUN_FILE
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        if path.stat().st_size > _MAX_RUN_BYTES:
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    package = data.get("package") if isinstance(data, dict) else None
+    return isinstance(package, dict) and package.get("name") == _PACKAGE
 
 
 def write_run(folder: str | Path, record: Mapping[str, Any]) -> Path:

@@ -11,15 +11,16 @@ questions (:func:`check_predictions`), and returns per setting and pooled:
 - ``by_k`` / ``by_position`` -- paired accuracy per number of entities (Fig. 4) and per
   position of the negated entity, counted from 1 (E.1), each group with ``n_pairs`` and a 95%
   Wilson interval ``ci95``; ``by_negated_index`` is the same keyed by the records' 0-based
-  ``negated_index`` (kept for the Python API; reports show ``by_position``);
+  ``negated_index`` (kept for the Python API; reports show ``by_position``); ``by_level`` (only for
+  pairs with a ``level``: the granularity ladder, Fig. 1 and 12) adds per level the four rates below;
 - ``false_positive_rate`` -- percent of negative questions answered with an ``affirm`` option
   (accepting a false premise), ``false_negative_rate`` -- percent of positive questions answered
   with a ``deny`` option (E.7); ``None`` when none of those answers could be read (0/0 is no rate);
 - ``unparseable`` -- answers the parser could not read, ``missing`` -- questions without an
   answer (``allow_missing``); both are scored as wrong; ``answered`` -- questions with an answer;
 - ``ci95`` -- a percentile bootstrap interval of the paired accuracy, resampling pairs;
-- ``random_baselines`` -- expected paired accuracy of a uniform guesser (4%) and of a
-  polarity-aware guesser (6.25%, E.6), computed analytically from the options.
+- ``random_baselines`` -- expected paired accuracy of a uniform guesser (4% with five options) and
+  of a polarity-aware guesser (6.25%, E.6), computed analytically from the options.
 
 The result also holds ``by_parser``: paired and question accuracy under both answer parsers
 (``strict`` and the authors' first-letter ``official``), ``coverage`` (answered / total questions
@@ -45,19 +46,8 @@ from finer_datasets.eval.intervals import bootstrap_ci, wilson_ci
 from finer_datasets.eval.predictions import load_predictions
 from finer_datasets.mcq.records import POLARITIES, pair_rows
 
-__all__ = [
-    "PredictionsError",
-    "PairOutcome",
-    "load_predictions",
-    "check_predictions",
-    "pair_outcome",
-    "score",
-    "summarize",
-    "pair_records",
-    "question_ids",
-    "RANDOM_UNIFORM",
-    "SETTING_ORDER",
-]
+__all__ = ["PredictionsError", "PairOutcome", "load_predictions", "check_predictions", "pair_outcome", "score",
+           "summarize", "pair_records", "question_ids", "RANDOM_UNIFORM", "SETTING_ORDER"]
 
 RANDOM_UNIFORM = 4.0  # (1/5)^2, in percent (paper, Table 1 and E.6)
 SETTING_ORDER = SETTINGS  # the paper's order
@@ -185,6 +175,8 @@ class PairOutcome:
     false_negative: bool  # the positive question was answered with a "deny" option
     polarity_aware_chance: Fraction  # probability that a polarity-aware guesser gets the pair right
     missing: int = 0  # questions of the pair without an answer (their letter is None too)
+    level: int | None = None  # granularity level of a ladder pair (finer_datasets.mcq.ladder); None elsewhere
+    uniform_chance: Fraction = Fraction(1, 25)  # probability that a uniform guesser gets the pair right
 
     @property
     def paired_correct(self) -> bool:
@@ -197,7 +189,7 @@ class PairOutcome:
 
 
 def _chosen_type(question: Mapping[str, Any], letter: str | None) -> str | None:
-    if letter is None:
+    if letter is None or LETTERS.index(letter) >= len(question["option_types"]):  # C-E of a Yes / No question
         return None
     return question["option_types"][LETTERS.index(letter)]
 
@@ -231,6 +223,8 @@ def pair_outcome(record: Mapping[str, Any], positive_letter: str | None, negativ
         false_negative=_chosen_type(pos, positive_letter) == "deny",
         polarity_aware_chance=_polarity_aware_chance(pos) * _polarity_aware_chance(neg),
         missing=missing,
+        level=record.get("level"),
+        uniform_chance=Fraction(1, len(pos["options"]) * len(neg["options"])),
     )
 
 
@@ -251,37 +245,53 @@ def _by(outcomes: Sequence[PairOutcome], key: str) -> dict[int, dict[str, Any]]:
     return out
 
 
+def _rates(outcomes: Sequence[PairOutcome]) -> dict[str, Any]:
+    """Positive and negative accuracy, false-positive and false-negative rate of a group of pairs."""
+    n = len(outcomes)
+    neg_read = any(o.negative_letter is not None for o in outcomes)
+    pos_read = any(o.positive_letter is not None for o in outcomes)
+    return {"positive_accuracy": _percent(sum(o.positive_correct for o in outcomes), n),
+            "negative_accuracy": _percent(sum(o.negative_correct for o in outcomes), n),
+            # over every question of the kind, as in the paper; no rate when no such answer could be read
+            "false_positive_rate": _percent(sum(o.false_positive for o in outcomes), n) if neg_read else None,
+            "false_negative_rate": _percent(sum(o.false_negative for o in outcomes), n) if pos_read else None}
+
+
+def _by_level(outcomes: Sequence[PairOutcome]) -> dict[int, dict[str, Any]]:
+    """Per granularity level (Fig. 1, Fig. 12): paired accuracy with n and interval, and :func:`_rates`."""
+    groups = _by(outcomes, "level")
+    for level, block in groups.items():
+        block.update(_rates([o for o in outcomes if o.level == level]))
+    return groups
+
+
 def summarize(outcomes: Sequence[PairOutcome], *, bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """The metrics block of a list of pair outcomes (one setting, or all of them pooled)."""
+    """The metrics block of a list of pair outcomes (one setting, or all of them pooled); with
+    ladder pairs also ``by_level``."""
     n = len(outcomes)
     paired = [o.paired_correct for o in outcomes]
-    pos_right = sum(o.positive_correct for o in outcomes)
-    neg_right = sum(o.negative_correct for o in outcomes)
-    pos_read = sum(o.positive_letter is not None for o in outcomes)
-    neg_read = sum(o.negative_letter is not None for o in outcomes)
     polarity = sum((o.polarity_aware_chance for o in outcomes), Fraction(0))
+    uniform = sum((o.uniform_chance for o in outcomes), Fraction(0))
     missing = sum(o.missing for o in outcomes)
     by_index = _by(outcomes, "negated_index")
+    levels = {"by_level": _by_level(outcomes)} if any(o.level is not None for o in outcomes) else {}
     return {
         "n_pairs": n,
         "n_questions": 2 * n,
         "answered": 2 * n - missing,
-        "read": pos_read + neg_read,
+        "read": sum((o.positive_letter is not None) + (o.negative_letter is not None) for o in outcomes),
         "paired_accuracy": _percent(sum(paired), n),
-        "question_accuracy": _percent(pos_right + neg_right, 2 * n),
-        "positive_accuracy": _percent(pos_right, n),
-        "negative_accuracy": _percent(neg_right, n),
-        # over every question of the kind, as in the paper; no rate when no such answer could be read
-        "false_positive_rate": _percent(sum(o.false_positive for o in outcomes), n) if neg_read else None,
-        "false_negative_rate": _percent(sum(o.false_negative for o in outcomes), n) if pos_read else None,
+        "question_accuracy": _percent(sum(o.positive_correct + o.negative_correct for o in outcomes), 2 * n),
+        **_rates(outcomes),
         "unparseable": sum(o.unparseable for o in outcomes),
         "missing": missing,
         "by_k": _by(outcomes, "k"),
         "by_negated_index": by_index,
         "by_position": {index + 1: group for index, group in by_index.items()},
+        **levels,
         "ci95": bootstrap_ci(paired, bootstrap, seed),
         "random_baselines": {
-            "uniform": RANDOM_UNIFORM,
+            "uniform": float(100 * uniform / n) if n else RANDOM_UNIFORM,  # 4% for five-option pairs
             "polarity_aware": float(100 * polarity / n) if n else None,
         },
     }
@@ -319,6 +329,7 @@ def score(
     seed: int = 0,
     allow_missing: bool = False,
     other_ids: Iterable[str] = (),
+    keep_pairs: bool = False,
 ) -> dict[str, Any]:
     """Score raw answers against pair records.
 
@@ -333,7 +344,9 @@ def score(
     Returns ``{"parser", "bootstrap", "seed", "n_pairs", "n_questions", "settings": {setting:
     block}, "overall": block, "random_baselines", "by_parser", "coverage", "unparseable_examples"}``;
     percentages are floats in [0, 100] (``None`` for an empty group or a rate with no answer read)
-    and ``by_k`` / ``by_position`` / ``by_negated_index`` are keyed by int.
+    and ``by_k`` / ``by_position`` / ``by_negated_index`` are keyed by int. ``keep_pairs`` adds
+    ``pairs`` (``pairs.jsonl``, what ``finer compare`` reads): per pair, in record order, its
+    ``pair_id``, ``setting``, ``k``, ``position`` and whether it was right under each parser.
     """
     if parser not in PARSER_MODES:
         raise ValueError(f"unknown parser mode {parser!r}; expected one of {', '.join(PARSER_MODES)}")
@@ -373,4 +386,12 @@ def score(
         "by_parser": by_parser,
         "coverage": coverage,
         "unparseable_examples": examples,
+        **({"pairs": _pair_rows(records, outcomes)} if keep_pairs else {}),
     }
+
+
+def _pair_rows(records: Sequence[Mapping[str, Any]], outcomes: Mapping[str, Sequence[PairOutcome]]) -> list[Any]:
+    return [{"pair_id": record["pair_id"], "setting": record["setting"], "k": outcomes[PARSER_MODES[0]][i].k,
+             "position": None if record["negated_index"] is None else int(record["negated_index"]) + 1,
+             **{mode: outcomes[mode][i].paired_correct for mode in PARSER_MODES}}
+            for i, record in enumerate(records)]

@@ -16,24 +16,37 @@ image) in the files it writes, so both come back in
 raw answers (read by our parser), ``answer="judged"`` gives VLMEvalKit's verdict: a hit is the
 right letter, a miss the letter its log names when that is readable and wrong, otherwise an empty
 answer (wrong, unparseable). ``.tsv``/``.csv`` always work; ``.xlsx`` needs ``openpyxl``.
+
+Reads are bounded whatever the file holds (:data:`LIMITS`): a cell of at most 1 MiB (as a line of
+a predictions JSONL), at most 1,024 columns and 1,000,000 rows, a ``.tsv``/``.csv`` of at most
+1 GiB and an ``.xlsx`` whose parts unpack to at most 1 GiB (a zip bomb is refused before it is
+opened); only the columns scoring needs are kept. Going over a limit is a
+:class:`~finer_datasets.errors.PredictionsError` naming the file, the row and the limit.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+import zipfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from finer_datasets.constants import LETTERS
 from finer_datasets.errors import PredictionsError, UsageError
+from finer_datasets.eval.predictions import MAX_LINE_BYTES, shown_numbers
 
-__all__ = ["read_table", "read_vlmevalkit", "VLMEVALKIT_ANSWERS", "ID_COLUMNS"]
+__all__ = ["read_table", "read_vlmevalkit", "VLMEVALKIT_ANSWERS", "ID_COLUMNS", "LIMITS"]
 
 VLMEVALKIT_ANSWERS = ("prediction", "judged")
 ID_COLUMNS = ("question_id", "pair_id")
 _LOG = re.compile(r"^\s*Match Log:\s*(.*?)\.?\s*$", re.S)
 _EXAMPLES = 5
+#: the bounds of a read (module docstring): characters per cell, columns, rows, bytes of the file
+#: (for an .xlsx, of its unpacked parts)
+LIMITS = {"cell": MAX_LINE_BYTES, "columns": 1024, "rows": 1_000_000, "bytes": 1 << 30}
+#: the columns scoring reads (the others are dropped as they are read)
+_USED = ("question_id", "prediction", "hit", "answer", "log", *LETTERS)
 
 
 def _cell(value: Any) -> str:
@@ -51,45 +64,82 @@ def _xlsx_rows(path: Path) -> Iterator[list[str]]:
         raise UsageError(f"{path}: reading .xlsx needs openpyxl (pip install openpyxl), or let VLMEvalKit write "
                          "TSV (PRED_FORMAT=tsv)") from exc
     try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise PredictionsError(f"not a readable .xlsx workbook ({type(exc).__name__}: {exc})", path=path) from exc
+    if unpacked > LIMITS["bytes"]:
+        raise PredictionsError(f"the workbook unpacks to {unpacked:,} bytes, over the limit of {LIMITS['bytes']:,} "
+                               "(a zip bomb?)", path=path)
+    try:
         book = load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises zipfile, KeyError and its own errors for a broken file
         raise PredictionsError(f"not a readable .xlsx workbook ({type(exc).__name__}: {exc})", path=path) from exc
-    try:
-        for row in book.worksheets[0].iter_rows(values_only=True):
+    try:  # one column more than the limit is read, to notice a wider row
+        for row in book.worksheets[0].iter_rows(values_only=True, max_col=LIMITS["columns"] + 1):
             yield [_cell(v) for v in row]
     finally:
         book.close()
 
 
 def _text_rows(path: Path, delimiter: str) -> Iterator[list[str]]:
+    size = path.stat().st_size
+    if size > LIMITS["bytes"]:
+        raise PredictionsError(f"{size:,} bytes, over the limit of {LIMITS['bytes']:,} for a result file", path=path)
     limit = csv.field_size_limit()
-    csv.field_size_limit(1 << 30)  # a row may carry a base64 image
+    csv.field_size_limit(LIMITS["cell"])
+    number = 0
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            yield from csv.reader(handle, delimiter=delimiter)
+            for number, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1):
+                yield row
     except UnicodeDecodeError as exc:
         raise PredictionsError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from exc
+    except csv.Error as exc:
+        reason = f"a cell longer than the limit of {LIMITS['cell']:,} characters" if "field limit" in str(exc) \
+            else f"not readable as {'TSV' if delimiter == chr(9) else 'CSV'} ({exc})"
+        raise PredictionsError(f"row {number + 1}: {reason}", path=path) from None
     finally:
         csv.field_size_limit(limit)
 
 
-def read_table(path: str | Path) -> list[dict[str, str]]:
-    """The rows of a ``.tsv``, ``.csv`` or ``.xlsx`` file as ``{column: text}`` (first row: header)."""
+def _bounded(rows: Iterable[list[str]], path: Path) -> Iterator[list[str]]:
+    """The rows, each checked against :data:`LIMITS` (columns, cell size, row count)."""
+    for number, values in enumerate(rows, start=1):
+        if number > LIMITS["rows"] + 1:
+            raise PredictionsError(f"more than {LIMITS['rows']:,} rows", path=path)
+        while values and not values[-1]:
+            values = values[:-1]  # empty cells at the end of a row (a spreadsheet's declared width)
+        if len(values) > LIMITS["columns"]:
+            raise PredictionsError(f"row {number}: more than {LIMITS['columns']:,} columns", path=path)
+        for value in values:
+            if len(value) > LIMITS["cell"]:
+                raise PredictionsError(f"row {number}: a cell longer than the limit of {LIMITS['cell']:,} characters",
+                                       path=path)
+        yield values
+
+
+def read_table(path: str | Path, columns: Iterable[str] | None = None) -> list[dict[str, str]]:
+    """The rows of a ``.tsv``, ``.csv`` or ``.xlsx`` file as ``{column: text}`` (first row: header),
+    keeping only ``columns`` when given; reads are bounded by :data:`LIMITS`."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".tsv", ".csv", ".xlsx"):
         raise PredictionsError("a VLMEvalKit result must be a .xlsx, .tsv or .csv file", path=path)
     if not path.is_file():
         raise PredictionsError("no such file", path=path)
-    rows = _xlsx_rows(path) if suffix == ".xlsx" else _text_rows(path, "\t" if suffix == ".tsv" else ",")
+    rows = _bounded(_xlsx_rows(path) if suffix == ".xlsx" else _text_rows(path, "\t" if suffix == ".tsv" else ","),
+                    path)
     header = next(rows, None)
     if not header:
         raise PredictionsError("empty file (no header row)", path=path)
+    wanted = set(header if columns is None else columns)
+    kept = [(i, name) for i, name in enumerate(header) if name in wanted]
     out = []
     for values in rows:
         if not any(values):
             continue
-        out.append({name: values[i] if i < len(values) else "" for i, name in enumerate(header)})
+        out.append({name: values[i] if i < len(values) else "" for i, name in kept})
     return out
 
 
@@ -124,7 +174,7 @@ def read_vlmevalkit(path: str | Path, *, answer: str = "prediction") -> dict[str
     if answer not in VLMEVALKIT_ANSWERS:
         raise UsageError(f"--vlmevalkit-answer {answer!r}: use one of {', '.join(VLMEVALKIT_ANSWERS)}")
     path = Path(path)
-    rows = read_table(path)
+    rows = read_table(path, _USED)
     columns = set(rows[0]) if rows else set()
     if rows and "question_id" not in columns:
         raise PredictionsError("no 'question_id' column: the TSV VLMEvalKit ran on was exported without ids; "
@@ -146,7 +196,8 @@ def read_vlmevalkit(path: str | Path, *, answer: str = "prediction") -> dict[str
         first[qid] = number
         out[qid] = row["prediction"] if answer == "prediction" else _judged(row, path, number)
     if repeated:
-        shown = "; ".join(f"{qid!r} on rows {', '.join(map(str, n))}" for qid, n in list(repeated.items())[:_EXAMPLES])
-        raise PredictionsError(f"{len(repeated)} repeated question id(s): {shown}", path=path,
+        shown = "; ".join(f"{qid[:80]!r} on rows {shown_numbers(n)}" for qid, n in list(repeated.items())[:_EXAMPLES])
+        more = "; ..." if len(repeated) > _EXAMPLES else ""
+        raise PredictionsError(f"{len(repeated)} repeated question id(s): {shown}{more}", path=path,
                                duplicate=list(repeated))
     return out

@@ -11,6 +11,8 @@ Guarantees: an image file appears only complete (written to ``tmp/``, fsynced, t
 ``os.replace``) and before its index row; each row is committed on its own, so a process killed at
 any point loses at most the image it was writing. An image file whose row was lost (killed between
 the move and the commit) is found again by :meth:`ImageCache.orphan`, so it is never downloaded again.
+The cache writes only its own files: an entry of the layout that is a symbolic link (planted to
+write elsewhere) is refused with :class:`~finer_datasets.errors.OutputError`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from finer_datasets.errors import FinerError
+from finer_datasets.errors import FinerError, OutputError
 
 try:
     import fcntl
@@ -49,6 +51,7 @@ CREATE TABLE IF NOT EXISTS images (
     fetched_at REAL NOT NULL
 )
 """
+_OWN = ("images", "tmp", "lock", "index.sqlite", "index.sqlite-wal", "index.sqlite-shm")
 _COLUMNS = ("url", "status", "reason", "sha256", "size", "format", "width", "height",
             "content_type", "final_url", "attempts", "fetched_at")
 
@@ -111,6 +114,8 @@ class ImageCache:
         """Take the lock, drop leftovers of a killed run from ``tmp/`` and open the index."""
         if self._db is not None:
             return self
+        for name in _OWN:
+            self._refuse_link(self.root / name)
         for folder in (self.root, self.images_dir, self.tmp_dir):
             folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -129,6 +134,11 @@ class ImageCache:
         db.execute(_SCHEMA)
         self._db = db
         return self
+
+    def _refuse_link(self, path: Path) -> None:
+        if path.is_symlink():
+            raise OutputError(f"image cache {self.root}: {path.relative_to(self.root)} is a symbolic link; the cache "
+                              "writes only its own files and folders (remove the link or use another folder)")
 
     def close(self) -> None:
         """Close the index and release the lock (idempotent)."""
@@ -197,6 +207,7 @@ class ImageCache:
         """Store ``body`` as the image of ``url``, atomically: it is complete or absent, never partial."""
         final = self.path(url)
         final.parent.mkdir(exist_ok=True)
+        self._refuse_link(final.parent)
         tmp = self.tmp_dir / f"{final.name}.{uuid.uuid4().hex}.part"
         with open(tmp, "wb") as handle:
             handle.write(body)

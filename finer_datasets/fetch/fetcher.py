@@ -19,6 +19,7 @@ import httpx
 from tqdm.auto import tqdm
 
 from finer_datasets._version import __version__
+from finer_datasets.fetch.address import REFUSED, AddressPolicy, AddressRefused
 from finer_datasets.fetch.cache import CacheEntry, ImageCache
 from finer_datasets.fetch.politeness import (
     HostGate,
@@ -118,7 +119,7 @@ class _Failure:
 async def _attempt(client: httpx.AsyncClient, url: str, s: _Settings) -> _Body | _Failure:
     """One GET (redirects followed by httpx); never raises for network or HTTP trouble."""
     try:
-        async with client.stream("GET", url) as response:
+        async with client.stream("GET", url) as response:  # each hop's address checked (.address)
             status = response.status_code
             if not 200 <= status < 300:
                 transient = status in (408, 429) or status >= 500
@@ -139,6 +140,9 @@ async def _attempt(client: httpx.AsyncClient, url: str, s: _Settings) -> _Body |
             except httpx.TransportError:  # the body stopped short (Content-Length not reached, reset)
                 return _Failure("corrupt", True)
             return _Body(bytes(body), response.headers.get("Content-Type"), str(response.url))
+    except AddressRefused as exc:  # the URL or a redirect names this machine or an internal network
+        logger.debug("refused %s: %s", url, exc)
+        return _Failure(REFUSED, False)
     except httpx.TooManyRedirects:
         return _Failure("too_many_redirects", False)
     except (httpx.UnsupportedProtocol, httpx.InvalidURL):
@@ -243,7 +247,8 @@ async def _run_all(run: _Run, urls: list[str]) -> None:
     try:
         for url in interleave_by_host(urls):
             entry = run.cache.get(url)
-            if entry is not None and (entry.ok or not (run.s.retry_dead and _transient(entry.reason))):
+            if entry is not None and entry.reason != REFUSED and (  # refusals: checked again (policy, DNS)
+                    entry.ok or not (run.s.retry_dead and _transient(entry.reason))):
                 run.settle(entry, from_cache=True)
                 continue
             if entry is None and await run.recover(url):
@@ -283,6 +288,8 @@ async def afetch_images(
     max_retry_after: float = 300.0,
     max_redirects: int = 5,
     retry_dead: bool = False,
+    allow_private_addresses: bool = False,
+    allow_servers: Iterable[str] = (),
     rng: random.Random | None = None,
     decode_workers: int | None = None,
     user_agent: str | None = None,
@@ -298,6 +305,10 @@ async def afetch_images(
                              ("max_bytes", max_bytes, 1), ("max_redirects", max_redirects, 0)):
         if value < low:
             raise ValueError(f"{name} must be at least {low}, got {value}")
+    for name, seconds in (("timeout", timeout), ("deadline", deadline)):
+        if not seconds > 0:
+            raise ValueError(f"{name} must be a positive number of seconds, got {seconds}")
+    policy = AddressPolicy.of(allow_private=allow_private_addresses, allow_servers=allow_servers)
     s = _Settings(concurrency, per_host, min_interval, timeout, deadline, max_bytes, max_pixels, retries,
                   backoff, max_backoff, max_retry_after, retry_dead)
     unique = list(dict.fromkeys(urls))
@@ -307,9 +318,13 @@ async def afetch_images(
     store.open()
     started = time.monotonic()
     try:
+        hooks: dict[str, list[Any]] = {}
         if transport is None and not urllib.request.getproxies():  # env proxies: left to httpx's own routing
-            transport = default_transport(concurrency)
+            transport = default_transport(concurrency, policy=policy)
+        elif transport is None:  # the proxy resolves the names: check each hop here, nothing can be pinned
+            hooks["request"] = [policy.check_request]
         client = httpx.AsyncClient(
+            event_hooks=hooks,
             transport=transport,
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             follow_redirects=True, max_redirects=max_redirects, timeout=httpx.Timeout(timeout),
@@ -339,7 +354,18 @@ def fetch_images(urls: Iterable[str], cache: ImageCache | str | os.PathLike[str]
     decoded with Pillow (``not_an_image`` / ``corrupt`` / ``too_many_pixels``, see
     :mod:`finer_datasets.fetch.verify`) before it is stored. URLs already settled in the cache are
     not requested again (dead ones neither, unless ``retry_dead`` and their reason is transient).
-    ``transport`` replaces the network (tests; the default is
-    :func:`~finer_datasets.fetch.transport.default_transport`). Options are those of :func:`afetch_images`.
+
+    Time: ``timeout`` bounds each connect and each wait for the next bytes; ``deadline`` bounds a
+    whole attempt (connect, first byte, redirects and the last byte of the body), so a server that
+    drips its body holds a slot for at most ``deadline`` seconds (``timeout``, then retried).
+
+    Addresses (:mod:`finer_datasets.fetch.address`): a URL or redirect whose host resolves to a
+    loopback, link-local (cloud metadata), private, multicast, reserved or unspecified address is
+    ``dead`` with the reason ``private_address``, without a request; ``allow_private_addresses``
+    turns the check off (local mirrors), ``allow_servers`` (``"IP:PORT"``) lets exactly those
+    servers through. ``transport`` replaces the network, this check included (tests; the default
+    is :func:`~finer_datasets.fetch.transport.default_transport`, which applies it; through an
+    environment proxy each hop's host is checked before it is sent). Options are those of
+    :func:`afetch_images`.
     """
     return asyncio.run(afetch_images(urls, cache, **options))  # type: ignore[arg-type]

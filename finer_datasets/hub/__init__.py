@@ -1,7 +1,8 @@
 """Getting data to and from the Hugging Face Hub: loading views, resolving a dataset argument,
 releases as git tags, publishing.
 
-    load.py      load_finer(): per-image rows and flat views (pairs, questions, trl)
+    load.py      load_finer(): per-image rows and flat views (pairs, questions, positions, trl, sft)
+    stream.py    stream_finer(): the same rows lazily from the shards with webdataset (nodes, workers, shuffle)
     resolve.py   a folder or Hub id -> a verified local folder + its provenance (what reports record)
     release.py   finer release: a commit + v<VERSION> tag per version, checked against the earlier ones
     versions.py  dataset versions in PEP 440 order (2.0.0 < 2.0.0+lab.1 < 2.0.1)

@@ -8,6 +8,10 @@ which is what a Hub repo holds. :func:`load_finer` adds the views researchers us
 * ``view="questions"`` -- one row per question, positive then negative
   (:data:`~finer_datasets.mcq.records.QUESTION_COLUMNS` + ``image``: MMBench-style ``question``,
   ``options``, ``answer``; ``image_filename`` and ``subset`` as FINER's official evaluation expects);
+* ``view="positions"`` -- the questions of every k = 3 ``multi_*`` pair with its negative rotated
+  through positions 1, 2 and 3 (paper, E.1; :mod:`finer_datasets.mcq.positions`): question rows plus
+  ``rotated_from``, ids ``<pair_id>_p<position>_pos`` / ``_neg``, what ``finer score --view
+  positions`` scores;
 * ``view="trl"`` -- for preference datasets (FINER-Tuning): TRL's conversational vision preference
   format (``images``, ``prompt``, ``chosen``, ``rejected``); ``view="sft"`` -- the chosen answers
   only, as TRL's conversational SFT format (``images``, ``messages``; paper, Table 4).
@@ -35,14 +39,17 @@ from finer_datasets.constants import SETTINGS, canonical_settings, require_kind
 from finer_datasets.core.views import flat_stream, flat_view
 from finer_datasets.errors import UsageError
 from finer_datasets.hub.resolve import hub_snapshot, is_hub_id, local_folder
+from finer_datasets.mcq.positions import POSITION_COLUMNS, position_rows
 from finer_datasets.mcq.records import QUESTION_COLUMNS, pair_rows, question_rows
 
-__all__ = ["load_finer", "VIEWS"]
+__all__ = ["load_finer", "VIEWS", "LISTED_VIEWS", "VIEW_KIND", "view_rows"]
 
-VIEWS = ("images", "pairs", "questions", "trl", "sft")
-_LISTED = ("trl", "sft")  # TRL's formats: ``images`` is a list of images
+VIEWS = ("images", "pairs", "questions", "positions", "trl", "sft")
+LISTED_VIEWS = ("trl", "sft")  # TRL's formats: ``images`` is a list of images
+_EMPTY = {"questions": QUESTION_COLUMNS, "positions": POSITION_COLUMNS}  # the columns of a view with no rows
 #: the kind of dataset (constants.KINDS) each flat view reads
-_VIEW_KIND = {"pairs": "benchmark", "questions": "benchmark", "trl": "preference", "sft": "preference"}
+VIEW_KIND = {"pairs": "benchmark", "questions": "benchmark", "positions": "benchmark", "trl": "preference",
+             "sft": "preference"}
 
 
 def _check_kind(part: Any, view: str, path: str) -> None:
@@ -50,15 +57,18 @@ def _check_kind(part: Any, view: str, path: str) -> None:
     fields come from the declared ``json`` feature; an untyped dataset is not checked)."""
     record = (part.features or {}).get("json")
     if isinstance(record, dict):
-        require_kind(record, _VIEW_KIND[view], subject=path, action=f"load_finer(..., view={view!r})")
+        require_kind(record, VIEW_KIND[view], subject=path, action=f"load_finer(..., view={view!r})")
 
 
-def _row_fn(view: str, settings: tuple[str, ...] | None) -> Callable[[Any], Iterable[dict[str, Any]]]:
+def view_rows(view: str, settings: tuple[str, ...] | None) -> Callable[[Any], Iterable[dict[str, Any]]]:
+    """The row function of a flat ``view``: one per-image record -> its rows (``settings`` keeps only those)."""
     if view == "pairs":
         return lambda record: pair_rows(record, settings)
     if view == "questions":
         return lambda record: [q for pair in pair_rows(record, settings) for q in question_rows(pair)]
-    if view in _LISTED:
+    if view == "positions":
+        return lambda record: position_rows(record, settings)
+    if view in LISTED_VIEWS:
         from finer_datasets.preference.records import sft_rows, trl_rows
 
         return trl_rows if view == "trl" else sft_rows
@@ -66,14 +76,14 @@ def _row_fn(view: str, settings: tuple[str, ...] | None) -> Callable[[Any], Iter
 
 
 def _flat(ds: Any, view: str, settings: tuple[str, ...] | None, cache_dir: Any = None) -> Any:
-    listed = view in _LISTED
-    return flat_view(ds, _row_fn(view, settings), image_key="images" if listed else "image", as_list=listed,
-                     empty=QUESTION_COLUMNS if view == "questions" else (), cache_dir=cache_dir)
+    listed = view in LISTED_VIEWS
+    return flat_view(ds, view_rows(view, settings), image_key="images" if listed else "image", as_list=listed,
+                     empty=_EMPTY.get(view, ()), cache_dir=cache_dir)
 
 
 def _flat_stream(ds: Any, view: str, settings: tuple[str, ...] | None, cache_dir: Any = None) -> Any:
-    listed = view in _LISTED
-    return flat_stream(ds, _row_fn(view, settings), image_key="images" if listed else "image", as_list=listed)
+    listed = view in LISTED_VIEWS
+    return flat_stream(ds, view_rows(view, settings), image_key="images" if listed else "image", as_list=listed)
 
 
 def load_finer(

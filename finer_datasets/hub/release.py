@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from finer_datasets.core.guard import check_target
 from finer_datasets.core.manifest import MANIFEST_NAME, verify
 from finer_datasets.errors import ReleaseError, UsageError
 from finer_datasets.hub.versions import Version, next_versions, parse_version
@@ -200,6 +201,8 @@ def release(folder: str | Path, *, to: str | Path, message: str | None = None) -
     if repo.resolve() == folder.resolve() or repo.resolve().is_relative_to(folder.resolve()) \
             or folder.resolve().is_relative_to(repo.resolve()):
         raise UsageError(f"--to {repo} must be outside the dataset folder {folder} and not contain it")
+    # the output guard: never a link, never inside another dataset (the repository itself holds the release)
+    check_target(repo, option="--to", own_dataset=True, what="finer release")
     previous = None
     if not (repo / ".git").is_dir():
         if repo.exists() and any(repo.iterdir()):
@@ -208,6 +211,10 @@ def release(folder: str | Path, *, to: str | Path, message: str | None = None) -
         repo.mkdir(parents=True, exist_ok=True)
         _git(repo, "init", "-q", "-b", "main")
     else:
+        if _has_commits(repo) and not released_versions(repo):
+            raise ReleaseError(f"--to {repo} is a git repository with commits but no release tag (v<VERSION>): not a "
+                               "release repository, so its files are not replaced; give a release repository or a "
+                               "new/empty folder")
         previous, done = _check_history(repo, folder, manifest, version)
         if done is not None:
             return done
@@ -218,12 +225,14 @@ def release(folder: str | Path, *, to: str | Path, message: str | None = None) -
     if _has_commits(repo):
         _git(repo, "checkout", "-q", "main")
 
-    for entry in repo.iterdir():  # the new version replaces the whole tree
+    for entry in repo.iterdir():  # the new version replaces the whole (committed, clean) tree
         if entry.name not in (".git", ".gitattributes"):
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     for relative in [f["path"] for f in manifest["files"]] + [MANIFEST_NAME]:  # paths confined by verify()
         target = repo / relative
         target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink():  # a committed link (.gitattributes): replaced, never written through
+            target.unlink()
         shutil.copy2(folder / relative, target)
 
     _git(repo, "add", "-A")

@@ -1,7 +1,10 @@
 """Model calls of FINER builds (imports httpx; not imported by ``import finer_datasets``).
 
     client.py       LLMConfig, ChatClient: OpenAI-compatible chat completions (retries, re-asks,
-                    preflight, circuit breaker), LLMAnswerError
+                    preflight, circuit breaker, total time per request), LLMAnswerError
+    answers.py      json_parser: a chat completion's answer as JSON of a given shape
+    sanitize.py     what of a server's answer may be shown (short, capped, never the API key)
+    wire.py         the TLS context and a time-bounded GET shared by the clients
     transcript.py   TranscriptStore, request_key: content-addressed, crash-safe answers; replay
     prompts.py      PromptSet: versioned templates (a builder's prompts/ first, then the library's)
     entropy.py      Thresholds, entropy, ChatLogprobsDiscriminator, LettersDiscriminator (MLLM filter)

@@ -11,8 +11,16 @@ Failures are of two kinds. :class:`LLMAnswerError` is about one request (no usab
 the re-asks, or a 400 for that prompt): the stage skips that element. :class:`LLMError` is about
 the endpoint and aborts the build before anything is written: 401/403 (unauthorised), 404 or an
 unknown model, connection refused at the :meth:`ChatClient.preflight` check, or the **circuit
-breaker**: after ``breaker_failures`` consecutive requests exhausted their retries, or when no
-request has succeeded for ``breaker_seconds``, every pending request fails at once.
+breaker**: after ``breaker_failures`` consecutive requests exhausted their retries, after
+``max(breaker_failures, 8 x concurrency)`` consecutive requests refused with another 4xx (an
+endpoint that refuses everything), or when no request has succeeded for ``breaker_seconds`` (in
+wall time: a request in flight is cut when that moment comes), every pending request fails at once.
+
+Time: each attempt, from connect to the last byte of the body, ends after ``timeout`` seconds
+(an endpoint that drips its answer cannot hold a request longer); the preflight check likewise.
+What a server says is never shown verbatim (:mod:`finer_datasets.llm.sanitize`: its status and a
+short JSON error message without the key); the first few unanswered requests are logged, the rest
+counted (:meth:`ChatClient.note_unanswered`).
 """
 
 from __future__ import annotations
@@ -21,18 +29,15 @@ import asyncio
 import json
 import logging
 import os
-import re
 import sys
 import time
 import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import httpx
-import jsonschema_rs
 
 try:  # httpcore asks sniffio which async library runs, at every lock; without sniffio that is a failed
     import sniffio  # noqa: F401  # import walking sys.path each time (~0.1 ms of CPU per request):
@@ -40,14 +45,17 @@ except ImportError:  # remember the absence once, as the import system does for 
     sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 from finer_datasets.errors import LLMError, TranscriptMissError
+from finer_datasets.llm.answers import Parsed, essentials, json_parser
+from finer_datasets.llm.sanitize import redact, scrub, server_reason
 from finer_datasets.llm.transcript import TranscriptStore, request_key
+from finer_datasets.llm.wire import bounded_get, tls
 
 __all__ = ["ChatClient", "LLMAnswerError", "LLMConfig", "Parsed", "close_loop_sessions", "json_parser"]
 
 logger = logging.getLogger(__name__)
 
-# parse(response_json) -> (value, None) when usable, (None, "what is wrong") otherwise
-Parsed = tuple[Any, "str | None"]
+#: unanswered requests logged one by one per ChatClient.run (the others are counted)
+SHOWN_FAILURES = 5
 
 
 @dataclass(frozen=True)
@@ -72,59 +80,6 @@ class LLMConfig:
 
 class LLMAnswerError(LLMError):
     """One request got no usable answer (re-asks exhausted, or the server refused this prompt)."""
-
-
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
-
-
-@lru_cache(maxsize=256)
-def _compiled_schema(canonical: str) -> Any:
-    return jsonschema_rs.validator_for(json.loads(canonical))
-
-
-def json_parser(schema: dict[str, Any], check: Callable[[Any], str | None] | None = None) -> Callable[[dict], Parsed]:
-    """Parse ``choices[0].message.content`` as JSON matching ``schema`` (and ``check``, if given).
-
-    Stages make a parser per request; the compiled schema is shared (cached by its canonical JSON).
-    """
-    compiled = _compiled_schema(json.dumps(schema, sort_keys=True))
-
-    def parse(response: dict) -> Parsed:
-        try:
-            content = response["choices"][0]["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
-            return None, "the response has no choices[0].message.content"
-        text = content.strip()
-        fenced = _FENCE.match(text)
-        if fenced:
-            text = fenced.group(1)
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return None, f"not valid JSON ({exc.msg})"
-        errors = list(compiled.iter_errors(value))
-        if errors:
-            return None, f"wrong shape: {errors[0].message}"
-        problem = check(value) if check else None
-        return (None, problem) if problem else (value, None)
-
-    return parse
-
-
-def _essentials(response: dict) -> dict:
-    """What a parser reads from a chat completion (kept in the transcript; ids and timings dropped)."""
-    choice = (response.get("choices") or [{}])[0]
-    kept: dict[str, Any] = {"message": {"content": (choice.get("message") or {}).get("content")}}
-    if choice.get("logprobs") is not None:
-        kept["logprobs"] = choice["logprobs"]
-    return {"choices": [kept]}
-
-
-@lru_cache(maxsize=1)
-def _tls() -> Any:
-    """One TLS context for every HTTP client of the process (building one costs ~25 ms of CPU;
-    httpx would build it again for each client). Honours SSL_CERT_FILE / SSL_CERT_DIR as httpx does."""
-    return httpx.create_ssl_context()
 
 
 @dataclass
@@ -171,6 +126,8 @@ class ChatClient:
         self.lookups = 0  # requests made by the build logic (deterministic)
         self.live: Counter[str] = Counter()  # what happened on the wire this run (logged only)
         self._failures = 0  # consecutive requests that exhausted their retries
+        self._rejections = 0  # consecutive requests refused with a 4xx (not 401/403/404)
+        self.unanswered = 0  # requests that got no usable answer in the current run()
         self._last_ok: float | None = None
         self._started: float | None = None
         self._broken: LLMError | None = None
@@ -189,7 +146,21 @@ class ChatClient:
             finally:
                 await close_loop_sessions()
 
-        return asyncio.run(closing())
+        self.unanswered = 0
+        try:
+            return asyncio.run(closing())
+        finally:
+            if self.unanswered > SHOWN_FAILURES:
+                logger.warning("%d requests got no usable answer (the first %d shown above)", self.unanswered,
+                               SHOWN_FAILURES)
+
+    def note_unanswered(self, purpose: str, exc: Exception) -> None:
+        """Log a request that got no usable answer: the first few one by one, then only a count."""
+        self.unanswered += 1
+        if self.unanswered <= SHOWN_FAILURES:
+            logger.warning("%s: %s", purpose, exc)
+        elif self.unanswered == SHOWN_FAILURES + 1:
+            logger.warning("more requests got no usable answer: counted, not shown")
 
     def _session(self) -> _Session:
         """This client's session in the running event loop (made on first use in that loop)."""
@@ -197,7 +168,7 @@ class ChatClient:
         session = self._sessions.get(loop)
         if session is None or session.http.is_closed:  # (closed by close_loop_sessions, the loop goes on)
             n = self.config.concurrency
-            http = httpx.AsyncClient(transport=self._transport, timeout=self.config.timeout, verify=_tls(),
+            http = httpx.AsyncClient(transport=self._transport, timeout=self.config.timeout, verify=tls(),
                                      limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))
             _OPEN.setdefault(loop, []).append(http)
             if session is None:
@@ -215,34 +186,37 @@ class ChatClient:
         url = self.config.base_url.rstrip("/") + "/models"
         if self._transport is not None and not hasattr(self._transport, "handle_request"):
             return  # an async-only test transport: nothing to check synchronously
+        seconds = min(self.config.timeout, 10.0)
         for attempt in range(3):
             try:
-                with httpx.Client(transport=self._sync_transport(), timeout=min(self.config.timeout, 10.0),
-                                  verify=_tls()) as http:
-                    r = http.get(url, headers=self._headers())
+                with httpx.Client(transport=self._sync_transport(), timeout=seconds, verify=tls()) as http:
+                    status, text = bounded_get(http, url, self._headers(), seconds)
                 break
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 if attempt == 2:
                     raise LLMError(f"{self.config.base_url}: cannot reach the endpoint ({type(exc).__name__}: {exc})") from exc
                 time.sleep(0.5 * (attempt + 1))
-        if r.status_code in (401, 403):
-            raise LLMError(f"{self.config.base_url}: HTTP {r.status_code} unauthorised; check the key in "
+        if status in (401, 403):
+            raise LLMError(f"{self.config.base_url}: HTTP {status} unauthorised; check the key in "
                            f"${self.config.api_key_env or '(no key variable)'}")
-        if r.status_code != 200:
+        if status != 200:
             return
         try:
-            served = [m.get("id") for m in r.json().get("data", []) if isinstance(m, dict)]
+            served = [m.get("id") for m in json.loads(scrub(text, self._key())).get("data", []) if isinstance(m, dict)]
         except (json.JSONDecodeError, AttributeError):
             return
         if served and self.config.model not in served:
-            raise LLMError(f"{self.config.base_url}: model {self.config.model!r} is not served there "
-                           f"(it serves {', '.join(map(str, served[:5]))})")
+            shown = redact(", ".join(map(str, served[:5])), self._key())
+            raise LLMError(f"{self.config.base_url}: model {self.config.model!r} is not served there (it serves {shown})")
 
     def _sync_transport(self) -> Any:
         return self._transport  # None (the network) or a transport with handle_request (httpx.MockTransport)
 
+    def _key(self) -> str | None:
+        return os.environ.get(self.config.api_key_env) if self.config.api_key_env else None
+
     def _headers(self) -> dict[str, str]:
-        key = os.environ.get(self.config.api_key_env) if self.config.api_key_env else None
+        key = self._key()
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def params(self, **extra: Any) -> dict[str, Any]:
@@ -305,30 +279,35 @@ class ChatClient:
             value, problem = parse(response)
             if problem is None:
                 usage["reasks"] = attempt
-                return _essentials(response), dict(usage), value
+                return essentials(response), dict(usage), value
             self.live["reasks"] += 1
-            logger.info("re-asking (%s): %s", purpose, problem)
+            logger.info("re-asking (%s): %s", purpose, redact(problem))
             content = ((response.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
             conversation = conversation + [
                 {"role": "assistant", "content": content},
                 {"role": "user", "content": f"Your answer could not be used: {problem}. "
                                             "Reply again with only the JSON object asked for, and nothing else."},
             ]
-        raise LLMAnswerError(f"{purpose or 'request'}: no usable answer after {self.config.max_reasks} re-ask(s): {problem}")
+        raise LLMAnswerError(f"{purpose or 'request'}: no usable answer after {self.config.max_reasks} re-ask(s): "
+                             f"{redact(problem)}")
 
     def _check_breaker(self) -> None:
         if self._broken is not None:
             raise self._broken
 
+    def _breaker_left(self) -> float:
+        """Seconds until the breaker opens unless a request succeeds first."""
+        return (self._last_ok or self._started or time.monotonic()) + self.config.breaker_seconds - time.monotonic()
+
     def _trip(self, url: str, reason: str, *, exhausted: bool) -> None:
         """Open the circuit breaker when the endpoint looks dead (then every request fails)."""
         self._failures += exhausted
-        since = time.monotonic() - (self._last_ok or self._started or time.monotonic())
         if self._failures >= self.config.breaker_failures:
             self._broken = LLMError(f"{url}: {self._failures} requests in a row failed after retries ({reason}); "
                                     "circuit breaker open, giving up")
-        elif since > self.config.breaker_seconds:
-            self._broken = LLMError(f"{url}: no successful answer for {since:.0f} s ({reason}); circuit breaker open")
+        elif self._breaker_left() <= 0:
+            self._broken = LLMError(f"{url}: no successful answer for {self.config.breaker_seconds:g} s ({reason}); "
+                                    "circuit breaker open")
         if self._broken is not None:
             raise self._broken
 
@@ -340,48 +319,62 @@ class ChatClient:
             self._started = time.monotonic()
         for attempt in range(self.config.max_retries + 1):
             self._check_breaker()
-            reason = ""
-            try:
+            budget = min(self.config.timeout, self._breaker_left())  # the breaker's moment cuts a request too
+            reason, retry_after = "no successful answer", None
+            if budget > 0:
                 self.live["http_requests"] += 1
-                r = await http.post(url, json=payload, headers=self._headers())
-                if r.status_code == 200:
-                    try:
-                        body = r.json()
-                    except json.JSONDecodeError:
-                        reason = "truncated or non-JSON response body"
-                    else:
-                        self._failures, self._last_ok = 0, time.monotonic()
+                try:
+                    r = await asyncio.wait_for(http.post(url, json=payload, headers=self._headers()), budget)
+                    body, reason, retry_after = self._read(url, r)
+                    if body is not None:
+                        self._failures, self._rejections, self._last_ok = 0, 0, time.monotonic()
                         return body
-                elif r.status_code == 429 or r.status_code >= 500:
-                    reason = f"HTTP {r.status_code}"
-                    retry_after = r.headers.get("retry-after")
-                    if retry_after and retry_after.replace(".", "", 1).isdigit():
-                        delay = max(delay, min(float(retry_after), self.config.max_backoff))
-                else:
-                    self._fatal_status(url, r)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                reason = f"{type(exc).__name__}"
+                except asyncio.TimeoutError:
+                    reason = f"no complete answer within {budget:.3g} s"
+                except (httpx.TimeoutException, httpx.TransportError) as exc:
+                    reason = f"{type(exc).__name__}"
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, self.config.max_backoff))
             if attempt == self.config.max_retries:
                 self._trip(url, reason, exhausted=True)
                 raise LLMAnswerError(f"{url}: giving up after {attempt + 1} attempts ({reason})")
             self._trip(url, reason, exhausted=False)
             self.live["retries"] += 1
             logger.info("retrying %s in %.2fs (%s)", url, delay, reason)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(max(0.0, min(delay, self._breaker_left())))
             delay = min(delay * 2, self.config.max_backoff)
         raise LLMAnswerError(f"{url}: no response")  # not reached
 
-    def _fatal_status(self, url: str, r: httpx.Response) -> None:
-        """401/403/404 and model errors abort everything; another 4xx fails this request only."""
-        text = " ".join(r.text[:300].split())
-        if r.status_code in (401, 403):
-            self._broken = LLMError(f"{url}: HTTP {r.status_code} unauthorised; check the key in "
+    def _read(self, url: str, r: httpx.Response) -> tuple[dict | None, str, float | None]:
+        """(body, "", None) for a usable 200; (None, reason, Retry-After) for a retryable answer;
+        raises for the others (:meth:`_refused`). The key never survives into the body."""
+        if r.status_code == 200:
+            try:
+                return json.loads(scrub(r.text, self._key())), "", None
+            except json.JSONDecodeError:
+                return None, "truncated or non-JSON response body", None
+        if r.status_code == 429 or r.status_code >= 500:
+            retry_after = r.headers.get("retry-after") or ""
+            return None, f"HTTP {r.status_code}", float(retry_after) if retry_after.replace(".", "", 1).isdigit() else None
+        raise self._refused(url, r)
+
+    def _refused(self, url: str, r: httpx.Response) -> LLMError:
+        """The error of a 4xx: 401/403/404 and model errors abort everything (the breaker opens);
+        another 4xx fails this request only, unless every request is refused
+        (``max(breaker_failures, 8 x concurrency)`` in a row)."""
+        status, why = r.status_code, server_reason(r.text, self._key())
+        text = r.text[:2000].lower()
+        if status in (401, 403):
+            self._broken = LLMError(f"{url}: HTTP {status} unauthorised; check the key in "
                                     f"${self.config.api_key_env or '(no key variable)'}")
-        elif r.status_code == 404 or "model" in text.lower() and ("not found" in text.lower() or "does not exist" in text.lower()):
-            self._broken = LLMError(f"{url}: HTTP {r.status_code}: endpoint or model {self.config.model!r} not found ({text[:200]})")
-        if self._broken is not None:
-            raise self._broken
-        raise LLMAnswerError(f"{url}: HTTP {r.status_code}: {text[:200]}")
+        elif status == 404 or "model" in text and ("not found" in text or "does not exist" in text):
+            self._broken = LLMError(f"{url}: HTTP {status}: endpoint or model {self.config.model!r} not found ({why})")
+        else:
+            self._rejections += 1
+            if self._rejections >= max(self.config.breaker_failures, 8 * self.config.concurrency):
+                self._broken = LLMError(f"{url}: {self._rejections} requests in a row refused (HTTP {status}: {why}); "
+                                        "circuit breaker open, giving up")
+        return self._broken if self._broken is not None else LLMAnswerError(f"{url}: HTTP {status}: {why}")
 
     def usage_summary(self) -> dict[str, int]:
         """Deterministic accounting for the manifest (identical when the build is replayed)."""

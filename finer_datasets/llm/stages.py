@@ -54,11 +54,11 @@ async def gather(tasks: Sequence[Any], desc: str) -> list[Any]:
 
 
 async def ask_or_none(client: ChatClient, messages: list, parse: Any, purpose: str) -> Any:
-    """The parsed answer, or ``None`` (logged) when this request got no usable answer."""
+    """The parsed answer, or ``None`` (logged: the first few, then counted) when this request got no usable answer."""
     try:
         return await client.ask(messages, parse, purpose=purpose)
     except LLMAnswerError as exc:
-        logger.warning("%s: %s", purpose, exc)
+        client.note_unanswered(purpose, exc)
         return None
 
 

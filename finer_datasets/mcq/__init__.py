@@ -5,6 +5,8 @@
     pairs.py       the sampling policy: which pairs an image yields (KLimits; table9 / per-k)
     paper.py       the paper's numbers for a benchmark (PaperStats) and the card tables beside them
     records.py     per-image records <-> flat pair / question rows (the one flatten)
+    ladder.py      the granularity ladder (paper, Fig. 1 / E.7): chains and the 7 levels x 2 forms of an image
+    positions.py   position rotation (E.1): every k = 3 multi_* pair negated at positions 1, 2, 3
     release_import.py  the authors' released tables -> pairs and records (their pairing rule, ids)
     release_text.py    k, negated position, elements, option types read back from a released pair's text
     release_tables.py  reading those tables (CSV / TSV / Parquet, the Hub layout) and their image cells

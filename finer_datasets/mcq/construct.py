@@ -39,12 +39,39 @@ __all__ = [
     "yesno_pair",
     "wh_pair",
     "correction_sentence",
+    "PairError",
+    "NOT_DISTINCT",
+    "try_pair",
 ]
 
 INSTRUCTION = "Please answer with a single capital letter (A, B, C, D, or E)."
 QUESTION_TEMPLATE = "Can you see {X} in this image?"
 YES_TEMPLATE = "Yes, I can see {Y} in this image."
 NO_TEMPLATE = "No, but I can see {Z} in this image."
+
+
+class PairError(ValueError):
+    """The elements and negatives given cannot make a pair: e.g. two negatives that read the same
+    once put in the question (the builders count it as a skip of that one pair)."""
+
+
+#: skip reason of a pair that cannot be made (e.g. two negatives that read the same in its options)
+NOT_DISTINCT = "negatives_not_distinct"
+
+
+def try_pair(make: Callable[..., MCQPair], pair_id: str, *args: Any, **kwargs: Any) -> MCQPair | PairError:
+    """``make(pair_id, ...)`` (:func:`yesno_pair` or :func:`wh_pair`), or the :class:`PairError`
+    saying why this one pair cannot be made, prefixed with its id: the caller counts it as a skip
+    (:data:`NOT_DISTINCT`), so one bad element never ends a build."""
+    try:
+        return make(pair_id, *args, **kwargs)
+    except PairError as exc:
+        return PairError(f"{pair_id}: {exc}")
+
+
+def _read(phrase: str) -> str:
+    """A phrase as a reader tells it apart from another: case and spacing ignored."""
+    return " ".join(phrase.lower().split())
 
 
 @dataclass(frozen=True)
@@ -128,11 +155,11 @@ def _shuffled_mcq(
 
 def _check(units: Sequence[str], negated_index: int, negatives: Sequence[str]) -> None:
     if not units:
-        raise ValueError("a pair needs at least one element")
+        raise PairError("a pair needs at least one element")
     if not 0 <= negated_index < len(units):
-        raise ValueError(f"negated_index {negated_index} out of range for {len(units)} elements")
-    if len(negatives) != 4 or len(set(negatives)) != 4:
-        raise ValueError(f"need 4 distinct negatives, got {list(negatives)}")
+        raise PairError(f"negated_index {negated_index} out of range for {len(units)} elements")
+    if len(negatives) != 4 or len(set(map(_read, negatives))) != 4:
+        raise PairError(f"need 4 distinct negatives, got {list(negatives)}")
 
 
 def yesno_pair(
@@ -156,8 +183,8 @@ def yesno_pair(
     corrupted = [
         render([*units[:negated_index], negative, *units[negated_index + 1:]]) for negative in negatives
     ]
-    if len(set(corrupted) | {positive_phrase}) != 5:
-        raise ValueError(f"options of {pair_id} are not distinct: {[positive_phrase, *corrupted]}")
+    if len({_read(p) for p in [positive_phrase, *corrupted]}) != 5:
+        raise PairError(f"options of {pair_id} are not distinct: {[positive_phrase, *corrupted]}")
     c = rng.randrange(4)
 
     pos_options = [(YES_TEMPLATE.format(Y=positive_phrase), "affirm")]
@@ -208,8 +235,10 @@ def wh_pair(
     in order: negative attribute, object distractors, positive options, negative options.
     """
     _check(attributes, attribute_index, attribute_negatives)
-    if len(target_negatives) < 3 or len(set(target_negatives)) != len(target_negatives):
-        raise ValueError(f"need at least 3 distinct target negatives, got {list(target_negatives)}")
+    readings = set(map(_read, target_negatives))
+    if len(target_negatives) < 3 or len(readings) != len(target_negatives) or _read(target) in readings:
+        raise PairError(f"need at least 3 distinct target negatives other than {target!r}, "
+                        f"got {list(target_negatives)}")
     true_attr = attributes[attribute_index]
     wrong_attr = attribute_negatives[rng.randrange(len(attribute_negatives))]
     distractors = rng.sample(list(target_negatives), 3)

@@ -37,7 +37,7 @@ from typing import Callable, Mapping, Sequence
 from finer_datasets.constants import SETTINGS
 from finer_datasets.core.text import join_list
 from finer_datasets.errors import UsageError
-from finer_datasets.mcq.construct import MCQPair, wh_pair, yesno_pair
+from finer_datasets.mcq.construct import NOT_DISTINCT, MCQPair, PairError, try_pair, wh_pair, yesno_pair
 from finer_datasets.scene_graph.graph import (
     SceneGraph,
     SGObject,
@@ -115,7 +115,8 @@ def pairs_for_image(
             skips.append(("wh_no_context_attribute", f"{rel.id}: no answerable target with an attributed context"))
         else:
             pairs.append(pair)
-    pairs.sort(key=lambda p: p.pair_id)
+    skips += [(NOT_DISTINCT, str(p)) for p in pairs if isinstance(p, PairError)]  # one bad pair: a counted skip
+    pairs = sorted((p for p in pairs if not isinstance(p, PairError)), key=lambda p: p.pair_id)
     return pairs, skips
 
 
@@ -137,7 +138,8 @@ def _multi_obj(graph: SceneGraph, negatives: dict[str, tuple[str, ...]], seed: i
         rng = pair_rng(seed, pair_id)
         chosen = rng.sample(usable, k)
         i = rng.randrange(k)
-        pairs.append(yesno_pair(pair_id, "multi_obj", [o.name for o in chosen], i, negatives[chosen[i].id], rng))
+        pairs.append(try_pair(yesno_pair, pair_id, "multi_obj", [o.name for o in chosen], i, negatives[chosen[i].id],
+                              rng))
     return pairs
 
 
@@ -151,8 +153,8 @@ def _multi_attr(graph: SceneGraph, negatives: dict[str, tuple[str, ...]], seed: 
             rng = pair_rng(seed, pair_id)
             chosen = rng.sample(attrs, k)
             i = rng.randrange(k)
-            pairs.append(yesno_pair(pair_id, "multi_attr", [a.text for a in chosen], i, negatives[chosen[i].id], rng,
-                                    render=_prefixed(f"the {obj.name}")))
+            pairs.append(try_pair(yesno_pair, pair_id, "multi_attr", [a.text for a in chosen], i,
+                                  negatives[chosen[i].id], rng, render=_prefixed(f"the {obj.name}")))
     return pairs
 
 
@@ -180,7 +182,8 @@ def _multi_rel(graph: SceneGraph, negatives: dict[str, tuple[str, ...]], seed: i
             units = [relation_phrase(r.predicate, graph.object(r.object).name) for r in chosen]
             target_object = graph.object(chosen[i].object).name
             negs = [relation_phrase(p, target_object) for p in negatives[chosen[i].id]]
-            pairs.append(yesno_pair(pair_id, "multi_rel", units, i, negs, rng, render=_prefixed(f"the {subject.name}")))
+            pairs.append(try_pair(yesno_pair, pair_id, "multi_rel", units, i, negs, rng,
+                                  render=_prefixed(f"the {subject.name}")))
     return pairs
 
 
@@ -229,7 +232,8 @@ def _wh_for_relation(
     target, context, question = options[rng.randrange(len(options))]
     usable = [a for a in context.attributes if a.id in negatives]
     index = rng.randrange(len(usable))
-    return wh_pair(
+    return try_pair(
+        wh_pair,
         pair_id,
         question=question,
         context=context.name,

@@ -214,7 +214,7 @@ def image_records(dataset: str, pairs: Iterable[ReleasePair]) -> list[tuple[str,
         record = image_record(dataset=dataset, image_id=Path(name).stem, image_file=name,
                               scene_graph=EMPTY_SCENE_GRAPH, pairs=[pair_record(p) for p in group])
         out.append((key, record, min((p.positive for p in group), key=lambda r: (r.file, r.row))))
-    out.sort(key=lambda item: item[0] + "_")
+    out.sort(key=lambda item: item[0])  # the shard writer's order
     return out
 
 

@@ -26,13 +26,13 @@ against that documented format (every line, every image path).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from finer_datasets.constants import require_kind
-from finer_datasets.errors import OutputError, SourceError, UsageError
+from finer_datasets.core.guard import EXPORT_TOOL, check_replace, export_marker, owned_folder, write_marker
+from finer_datasets.core.staging import staged_folder
+from finer_datasets.errors import SourceError, UsageError
 from finer_datasets.preference.records import selected_tuples
 
 __all__ = ["export_llamafactory", "check_sharegpt", "IMAGE_TOKEN", "KINDS"]
@@ -94,8 +94,9 @@ def export_llamafactory(folder: str | Path, out: str | Path, *, name: str = "fin
     """Write the LLaMA-Factory folder ``out`` from the verified build ``folder``; returns tuples per split.
 
     ``out`` must not exist (or be empty); with ``overwrite`` a previous export (a folder holding
-    ``dataset_info.json``) is replaced. The folder appears complete or not at all (written beside
-    it, then renamed).
+    the marker ``.finer-output.json`` an export wrote, and nothing it does not list) is replaced.
+    The rules are :func:`finer_datasets.core.guard.check_replace`'s; the folder appears
+    complete or not at all (:func:`finer_datasets.core.guard.staged_folder`).
     """
     from finer_datasets.core.manifest import verify
     from finer_datasets.core.reader import iter_records
@@ -106,25 +107,16 @@ def export_llamafactory(folder: str | Path, out: str | Path, *, name: str = "fin
     manifest = verify(folder)
     require_kind(next(iter_records(folder, manifest), None), "preference", subject=str(folder),
                  action="a LLaMA-Factory export")
-    if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
-        raise OutputError(f"--out {out} is inside the dataset {folder}; choose a folder outside it")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputError(f"{out} already exists (pass --overwrite to replace a previous export)")
-        if not (out / "dataset_info.json").is_file():
-            raise OutputError(f"--overwrite refused for {out}: it holds no dataset_info.json, so no export wrote it")
-    staging = out.with_name(f".{out.name}.finer-export")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    fmt = "llamafactory" if kind == "ranking" else "llamafactory-sft"
+    command = export_marker(fmt)
+
+    def check() -> Path:
+        return check_replace(out, owned=lambda path: owned_folder(path, EXPORT_TOOL), folder=True, overwrite=overwrite,
+                             dataset=folder, writer=f"--format {fmt}")
+
+    with staged_folder(check(), check) as staging:
         counts = _write(folder, manifest, staging, name, kind)
-        retired = out.with_name(f".{out.name}.finer-old")
-        if out.exists():
-            os.rename(out, retired)
-        os.rename(staging, out)
-        shutil.rmtree(retired, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        write_marker(staging, command)
     return counts
 
 

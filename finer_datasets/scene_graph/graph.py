@@ -7,14 +7,17 @@ their position in the source (``o3``, ``o3_a1``, ``r7``); negatives files are ke
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
 from finer_datasets.scene_graph.lexicon import strip_copula
 
-__all__ = ["SGObject", "SGAttribute", "SGRelation", "SceneGraph", "ElementKind", "relation_phrase"]
+__all__ = ["SGObject", "SGAttribute", "SGRelation", "SceneGraph", "ElementKind", "relation_phrase", "reading"]
 
 ElementKind = Literal["object", "attribute", "relation"]
+_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
+_ARTICLES = frozenset({"a", "an", "the"})
 
 
 @dataclass(frozen=True)
@@ -132,3 +135,21 @@ def relation_phrase(predicate: str, object_name: str) -> str:
     """``is lying on`` + ``desk`` -> ``lying on the desk``; ``holds`` -> ``that holds the desk``."""
     copula, core = strip_copula(predicate)
     return f"{core} the {object_name}" if copula else f"that {core} the {object_name}"
+
+
+def reading(kind: str, text: str) -> str:
+    """What an element's phrase says once it is put in a question, for telling phrases apart: the
+    words of the phrase as the question shows it (a relation through :func:`relation_phrase`),
+    lower case, without punctuation, articles or -- for a relation -- the leading copula or
+    ``that`` (``is looking at``, ``are looking at`` and ``Looking  at`` all read ``looking at``).
+
+    A function of the rendered words, so two phrases that render alike (ignoring case and
+    spacing) always read alike: negatives whose readings differ give distinct options.
+    """
+    if not _WORD.search(text):
+        return ""
+    words = _WORD.findall((relation_phrase(text, "") if kind == "relation" else text).lower())
+    if kind == "relation":
+        while words[:1] in (["that"], ["is"], ["are"]):
+            words = words[1:]
+    return " ".join([w for w in words if w not in _ARTICLES] or words)

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 from finer_datasets.llm.client import json_parser
 from finer_datasets.llm.entropy import LevelStats, discriminator_question, entropy
-from finer_datasets.llm.stages import ask_or_none, gather, norm
-from finer_datasets.scene_graph.graph import SceneGraph, relation_phrase
+from finer_datasets.llm.stages import ask_or_none, gather
+from finer_datasets.scene_graph.graph import SceneGraph, reading, relation_phrase
 from finer_datasets.scene_graph.negatives import check_negatives, present_phrases
 
 __all__ = ["LLMNegatives"]
@@ -93,14 +93,14 @@ class LLMNegatives:
 
     async def _propose(self, graph: SceneGraph, kind: str, element_id: str, positive: str) -> tuple[str, ...] | None:
         present = present_phrases(graph, kind)
-        banned = {norm(p) for p in present} | {norm(positive)}
+        banned = {reading(kind, p) for p in present} | {reading(kind, positive)}
 
         def check(value: dict) -> str | None:
             negs = value["negatives"]
-            problem = check_negatives(element_id, positive, negs)
+            problem = check_negatives(element_id, positive, negs, kind=kind)
             if problem:
                 return problem.split(": ", 1)[1]
-            clash = [n for n in negs if norm(n) in banned]
+            clash = [n for n in negs if reading(kind, n) in banned]
             if clash:
                 return f"{clash[0]!r} is annotated in the image"
             if kind == "attribute" and not all(n.lower().startswith("with ") for n in negs):
@@ -153,11 +153,13 @@ class LLMNegatives:
 
     async def _replace(self, graph: SceneGraph, kind: str, element_id: str, positive: str, negs: list[str],
                        bad: str, rejected: list[str]) -> str | None:
-        taken = {norm(x) for x in [positive, *negs, *rejected, *present_phrases(graph, kind)]}
+        taken = {reading(kind, x) for x in [positive, *negs, *rejected, *present_phrases(graph, kind)]}
 
         def check(value: dict) -> str | None:
-            if norm(value["negative"]) in taken:
-                return f"{value['negative']!r} is already used, rejected or annotated"
+            if not reading(kind, value["negative"]):
+                return "the negative is empty"
+            if reading(kind, value["negative"]) in taken:  # as it reads in a question: "are on" is "is on"
+                return f"{value['negative']!r} reads like a phrase already used, rejected or annotated"
             if kind == "attribute" and not value["negative"].lower().startswith("with "):
                 return 'the negative must start with "with "'
             return None

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Callable, Mapping, Protocol, runtime_checkable
 
 from finer_datasets.constants import NEGATIVES_PER_ELEMENT
-from finer_datasets.core.source import parse_json
+from finer_datasets.core.source import parse_json, read_regular
 from finer_datasets.core.text import article, words
 from finer_datasets.core.validation import schema_path, validate
 from finer_datasets.errors import NegativesError, RecordValidationError, SourceError
-from finer_datasets.scene_graph.graph import SceneGraph
+from finer_datasets.scene_graph.graph import SceneGraph, reading
 from finer_datasets.scene_graph.lexicon import Lexicon, default_lexicon, strip_copula
 
 __all__ = [
@@ -68,22 +68,26 @@ def present_phrases(graph: SceneGraph, kind: str) -> list[str]:
 
 
 def present_in(graph: SceneGraph, kind: str) -> set[str]:
-    """:func:`present_phrases`, lower-cased (as :func:`check_negatives` compares them)."""
-    return {p.strip().lower() for p in present_phrases(graph, kind)}
+    """:func:`present_phrases` as they read in a question (:func:`~.graph.reading`, as
+    :func:`check_negatives` compares them)."""
+    return {reading(kind, p) for p in present_phrases(graph, kind)}
 
 
 def check_negatives(element_id: str, positive: str, negatives: tuple[str, ...] | list[str],
-                    present: set[str] = frozenset()) -> str | None:
+                    present: set[str] = frozenset(), *, kind: str = "object") -> str | None:
     """Return why ``negatives`` are unusable for ``positive`` (``None`` when they are fine):
-    not 4, empty, repeated, equal to the positive, or naming an element of the image (``present``)."""
+    not 4, empty, two that read the same in a question, one that reads as the positive, or one
+    naming an element of the image (``present``, as :func:`present_in` gives it). Phrases are
+    compared as they read in a question (:func:`~.graph.reading` of ``kind``: case, spacing,
+    articles and a relation's copula ignored), so distinct negatives stay distinct options."""
     if len(negatives) != NEGATIVES_PER_ELEMENT:
         return f"{element_id}: expected {NEGATIVES_PER_ELEMENT} negatives, got {len(negatives)}"
-    folded = [n.strip().lower() for n in negatives]
+    folded = [reading(kind, n) for n in negatives]
     if any(not n for n in folded):
         return f"{element_id}: empty negative"
     if len(set(folded)) != len(folded):
-        return f"{element_id}: negatives are not distinct: {list(negatives)}"
-    if positive.strip().lower() in folded:
+        return f"{element_id}: negatives are not distinct (as they read in a question): {list(negatives)}"
+    if reading(kind, positive) in folded:
         return f"{element_id}: a negative equals the positive {positive!r}"
     clash = [n for n, f in zip(negatives, folded) if f in present]
     if clash:
@@ -151,9 +155,10 @@ class LexicalNegatives:
                 out[attr.id] = self._attribute(attr.text, attr_words, attr_texts, rng)
         for rel in graph.relations:
             out[rel.id] = self._relation(rel.predicate, predicates, rng)
-        texts = {element_id: text for _, element_id, text in graph.elements()}
+        texts = {element_id: (kind, text) for kind, element_id, text in graph.elements()}
         for element_id, negs in out.items():
-            problem = check_negatives(element_id, texts[element_id], negs)
+            kind, text = texts[element_id]
+            problem = check_negatives(element_id, text, negs, kind=kind)
             if problem:  # the vocabularies ran out: not expected with the bundled lexicon
                 raise NegativesError(problem, path="<lexical generator>", record=graph.image_id, field=element_id)
         return out
@@ -263,7 +268,9 @@ class PrecomputedNegatives:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:
-            raw = self.path.read_bytes()
+            raw = read_regular(self.path)  # a FIFO or device is refused, never opened
+        except SourceError as exc:
+            raise NegativesError(exc.reason, path=self.path) from exc
         except OSError as exc:
             raise NegativesError(f"cannot read negatives file: {exc.strerror}", path=self.path) from exc
         self._sha = hashlib.sha256(raw).hexdigest()
@@ -310,8 +317,9 @@ class PrecomputedNegatives:
                     record=graph.image_id,
                     field=element_id,
                 )
-            present = present_in(graph, kinds[element_id]) - {texts[element_id].strip().lower()}
-            problem = check_negatives(element_id, texts[element_id], entry["negatives"], present)
+            kind = kinds[element_id]
+            present = present_in(graph, kind) - {reading(kind, texts[element_id])}
+            problem = check_negatives(element_id, texts[element_id], entry["negatives"], present, kind=kind)
             if problem:
                 raise NegativesError(problem, path=self.path, record=graph.image_id, field=element_id)
             out[element_id] = tuple(entry["negatives"])

@@ -12,6 +12,8 @@ serves the files of one folder plus routes that misbehave the way image hosts do
     /cut/<name>                    the first half of the file, with a matching Content-Length (a damaged image)
     /html                          200 with an HTML error page (text/html)
     /redirect/<n>/<name>           a chain of n 302 redirects ending at /files/<name>
+    /to/<percent-encoded URL>      a 302 redirect to that URL (any host: another server, 169.254.169.254, ...)
+    /stall/<seconds>               no answer for <seconds> s, then a 404 (a server that never sends its headers)
     /loop                          a 302 to itself, forever
     /huge/<nbytes>                 <nbytes> zeros declared image/jpeg, with a Content-Length
     /huge-unsized/<nbytes>         the same without a Content-Length (the body ends when the connection closes)
@@ -36,6 +38,7 @@ import mimetypes
 import struct
 import threading
 import time
+import urllib.parse
 import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -214,6 +217,11 @@ class ImageServer:
                     name = "/".join(rest[1:])
                     target = f"/redirect/{hops - 1}/{name}" if hops > 1 else f"/files/{name}"
                     self._send(302, b"", headers={"Location": target})
+                elif head == "to" and len(rest) == 1:
+                    self._send(302, b"", headers={"Location": urllib.parse.unquote(rest[0])})
+                elif head == "stall" and len(rest) == 1 and rest[0].replace(".", "", 1).isdigit():
+                    time.sleep(float(rest[0]))
+                    self._send(404, b"stalled")
                 elif head == "loop":
                     self._send(302, b"", headers={"Location": "/loop"})
                 elif head in ("huge", "huge-unsized") and len(rest) == 1 and rest[0].isdigit():

@@ -147,14 +147,17 @@ class ScriptedServer:
     ``hook(request_json, n) -> (status, body_bytes) | None`` may replace the n-th answer (fault
     injection); ``answered`` counts the successful answers per prompt (digest of the messages);
     ``GET /v1/models`` lists ``models``; ``peak_in_flight`` is the most requests served at once.
+    ``drip`` sends each answer's headers at once and then its body one byte every ``drip``
+    seconds (a server that never times out a read), the model list too with ``drip_models``.
     """
 
     def __init__(self, llm: ScriptedLLM | None = None, *, port: int = 0, delay: float = 0.0,
                  hook: Callable[[dict, int], tuple[int, bytes] | None] | None = None,
-                 models: tuple[str, ...] = ("scripted", "scripted-vl")):
+                 models: tuple[str, ...] = ("scripted", "scripted-vl"), drip: float = 0.0, drip_models: bool = False):
         self.llm = llm or ScriptedLLM()
         self.models = models
         self.delay, self.hook = delay, hook
+        self.drip, self.drip_models = drip, drip_models
         self.requests = 0
         self.answered: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -181,17 +184,23 @@ class ScriptedServer:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
-                    self._send(200, json.dumps({"object": "list", "data": [{"id": m, "object": "model"} for m in outer.models]}).encode())
+                    listing = {"object": "list", "data": [{"id": m, "object": "model"} for m in outer.models]}
+                    self._send(200, json.dumps(listing).encode(), drip=outer.drip if outer.drip_models else 0.0)
                 else:
                     self._send(404, b'{"error": "not found"}')
 
-            def _send(self, status: int, data: bytes) -> None:
+            def _send(self, status: int, data: bytes, drip: float = 0.0) -> None:
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(data)
+                    if not drip:
+                        self.wfile.write(data)
+                    for i in range(len(data) if drip else 0):
+                        self.wfile.write(data[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(drip)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -219,7 +228,7 @@ class ScriptedServer:
                     with outer._lock:
                         key = _digest(body["messages"])
                         outer.answered[key] = outer.answered.get(key, 0) + 1
-                self._send(status, data)
+                self._send(status, data, drip=outer.drip)
 
         return Handler
 

@@ -37,10 +37,16 @@ __all__ = [
     "encode_batch",
     "cap_pixels",
     "PixelCapCollator",
+    "select_tuples",
+    "SUBSETS",
+    "QUERY_TYPES",
 ]
 
 TUPLE_COLUMNS = ("images", "prompt", "chosen", "rejected")
 OPTIONAL_COLUMNS = ("subset", "query_type")
+#: values of the optional columns (FINER-Tuning's types; whether the question's premise holds)
+SUBSETS = ("obj", "attr", "rel", "wh")
+QUERY_TYPES = ("positive", "negative")
 
 
 @dataclass
@@ -272,3 +278,49 @@ def encode_batch(processor: Any, examples: Sequence[dict[str, Any]], *, max_leng
     image_inputs = {k: v for k, v in prompts.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids",
                                                                    "token_type_ids")}
     return EncodedBatch(tuples, image_inputs)
+
+
+def select_tuples(ds: Any, validation: Any, *, name: str, subsets: Sequence[str] | None,
+                  query_types: Sequence[str] | None, max_train_samples: int | None, allow_fewer: bool,
+                  val_ratio: float, seed: int, counts: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """``(train, validation or None)`` of a tuple ``datasets.Dataset``: the subset / query-type filters
+    (paper, Tables 4-5), the seeded subsample to ``max_train_samples`` (fewer tuples than asked is a
+    :class:`UsageError` unless ``allow_fewer``), then the data's own ``validation`` split when it has
+    one, else ``val_ratio`` of the tuples. ``counts`` receives ``available_tuples`` (after the filters)
+    and ``requested_tuples``."""
+    import logging
+
+    for column, wanted, allowed in (("subset", subsets, SUBSETS), ("query_type", query_types, QUERY_TYPES)):
+        if not wanted:
+            continue
+        bad = sorted(set(wanted) - set(allowed))
+        if bad:
+            raise UsageError(f"--{column.replace('subset', 'subsets').replace('query_type', 'query_types')}: "
+                             f"unknown {bad}; choose from {list(allowed)}")
+        if column not in ds.column_names:
+            raise UsageError(f"--{column}s needs a {column!r} column, which {name} does not have")
+        keep = set(wanted)
+        ds = ds.select([i for i, v in enumerate(ds[column]) if v in keep])
+        if validation is not None and column in validation.column_names:
+            validation = validation.select([i for i, v in enumerate(validation[column]) if v in keep])
+    if len(ds) == 0:
+        raise UsageError("no tuples left after the subset / query-type filters")
+    if counts is not None:
+        counts.update(available_tuples=len(ds), requested_tuples=max_train_samples)
+    if max_train_samples is not None and len(ds) < max_train_samples:
+        if not allow_fewer:
+            raise UsageError(f"--max_train_samples {max_train_samples}: {name} has only {len(ds)} tuples after the "
+                             f"filters; lower it, or pass --allow_fewer_samples to train on all {len(ds)}")
+        logging.getLogger("finer.train_dpo").warning(
+            "--allow_fewer_samples: training on all %d tuples, fewer than --max_train_samples %d", len(ds),
+            max_train_samples)
+    elif max_train_samples is not None:
+        ds = ds.shuffle(seed=seed).select(range(max_train_samples))
+    if validation is not None:  # the builder's own held-out split
+        return ds, (validation if len(validation) else None)
+    n_val = int(len(ds) * val_ratio)
+    if n_val < 1:
+        return ds, None
+    split = ds.train_test_split(test_size=n_val, seed=seed)
+    return split["train"], split["test"]
+

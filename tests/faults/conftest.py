@@ -1,3 +1,3 @@
 """Fixtures of the fault suite (helpers in faultkit.py)."""
 
-from faultkit import finer  # noqa: F401  (the fixture)
+from faultkit import built, finer, oracle  # noqa: F401  (the fixtures)

@@ -8,7 +8,9 @@ and no staging folder left beside the output.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +65,26 @@ def finer(capsys):
     return run
 
 
+@pytest.fixture
+def built(tmp_path, sample_build):
+    """A private copy of the sample build (tests tamper with it, or check that nothing does)."""
+    out = tmp_path / "ds"
+    shutil.copytree(sample_build.out, out)
+    return out
+
+
+@pytest.fixture
+def oracle(tmp_path, sample_build):
+    """Predictions answering every question of the sample build right."""
+    from finer_datasets import load_finer
+
+    path = tmp_path / "oracle.jsonl"
+    with path.open("w") as f:
+        for r in load_finer(str(sample_build.out), "questions", split="test"):
+            f.write(json.dumps({"question_id": r["question_id"], "response": r["answer"]}) + "\n")
+    return path
+
+
 def finer_process(*args: object, env: dict | None = None, timeout: float = 300) -> Run:
     """The CLI in a subprocess (for signals, crashes and anything that needs a fresh process)."""
     done = subprocess.run([sys.executable, "-m", "finer_datasets.cli", *map(str, args)], capture_output=True, text=True,
@@ -71,5 +93,7 @@ def finer_process(*args: object, env: dict | None = None, timeout: float = 300) 
 
 
 def leftovers(parent: Path) -> list[str]:
-    """Staging or retired folders a build left beside its output."""
-    return sorted(p.name for p in Path(parent).iterdir() if p.name.endswith((".finer-build", ".finer-old")))
+    """Staging folders or temp files a run left beside its output (``.<name>.finer-build-<random>``,
+    ``.<name>.<random>.finer-tmp``, ``.<name>.finer-merge-<random>``)."""
+    return sorted(p.name for p in Path(parent).iterdir()
+                  if ".finer-build" in p.name or ".finer-merge" in p.name or p.name.endswith((".finer-tmp", ".finer-old")))

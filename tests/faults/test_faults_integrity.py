@@ -7,7 +7,6 @@ import base64
 import csv
 import hashlib
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,23 +15,6 @@ import pytest
 from faultkit import tree
 from finer_datasets import load_finer
 from finer_datasets.errors import UsageError
-
-
-@pytest.fixture
-def built(tmp_path, sample_build):
-    """A private copy of the sample build (tests tamper with it)."""
-    out = tmp_path / "ds"
-    shutil.copytree(sample_build.out, out)
-    return out
-
-
-@pytest.fixture
-def oracle(tmp_path, sample_build):
-    path = tmp_path / "oracle.jsonl"
-    with path.open("w") as f:
-        for r in load_finer(str(sample_build.out), "questions", split="test"):
-            f.write(json.dumps({"question_id": r["question_id"], "response": r["answer"]}) + "\n")
-    return path
 
 
 def edit_manifest(folder: Path, change) -> None:
@@ -120,6 +102,8 @@ BAD_OPTIONS = [
     (["build", "compre_cap", "--sample", "--out", "{tmp}/o", "--llm-stages", "nope", "--llm-base-url", "http://x/v1",
       "--llm-model", "m"], 2, "--llm-stages"),
     (["build", "compre_cap", "--sample", "--out", "{tmp}/o", "--llm-model", "m"], 2, "--llm-base-url and --llm-model"),
+    (["build", "compre_cap", "--sample", "--out", "{tmp}/o", "--llm-timeout", "0"], 2, "--llm-timeout"),
+    (["build", "compre_cap", "--sample", "--out", "{tmp}/o", "--llm-breaker-seconds", "-1"], 2, "--llm-breaker-seconds"),
     (["build", "compre_cap", "--source", "{tmp}/missing", "--out", "{tmp}/o"], 2, "source folder not found"),
     (["build", "compre_cap", "--source", "{tmp}/afile", "--out", "{tmp}/o"], 2, "not a folder"),
     (["build", "compre_cap", "--sample", "--out", "{tmp}/o", "--replay", "{tmp}/garbage.jsonl"], 2, "garbage.jsonl"),

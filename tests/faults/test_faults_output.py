@@ -115,7 +115,7 @@ def test_twenty_sigkills_at_random_points_then_reruns_give_the_uninterrupted_bui
         cmd = [sys.executable, "-m", "finer_datasets.cli", *SAMPLE, "--out", str(out), "--shard-samples", "2", "--overwrite"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.3, 1.1) * duration)
-        killed_while_building += proc.poll() is None and any(p.name.endswith(".finer-build") for p in tmp_path.iterdir())
+        killed_while_building += proc.poll() is None and any(".finer-build-" in p.name for p in tmp_path.iterdir())
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert finer_process(*SAMPLE, "--out", out, "--shard-samples", "2", "--overwrite").code == 0
@@ -140,7 +140,8 @@ def test_a_kill_between_the_two_renames_of_the_fallback_swap_is_recovered(tmp_pa
     """)
     crashed = subprocess.run([sys.executable, "-c", script, "ok"], env={**os.environ, "FINER_CRASH_AT": "between-renames"})
     assert crashed.returncode == -signal.SIGKILL
-    assert not out.exists() and (tmp_path / ".out.finer-old").exists()  # the window the recovery covers
+    [work] = leftovers(tmp_path)  # the window the recovery covers: the previous output inside the run's staging folder
+    assert not out.exists() and work.startswith(".out.finer-build-") and (tmp_path / work / "old" / "data" / "a").exists()
     # the next run into that output restores the previous one first (here it then fails: nothing else changes)
     assert subprocess.run([sys.executable, "-c", script, "fail"]).returncode == 3
     assert (out / "data" / "a").read_text() == "previous" and leftovers(tmp_path) == []
@@ -152,7 +153,8 @@ def test_a_kill_right_after_the_exchange_leaves_the_new_build_and_the_next_run_c
     crashed = finer_process(*SAMPLE, "--out", out, "--overwrite", env={"FINER_CRASH_AT": "after-exchange"})
     assert crashed.code == -signal.SIGKILL
     assert finer_process("verify", out).code == 0 and '"seed": 0' in (out / "manifest.json").read_text()
-    assert leftovers(tmp_path) == [".out.finer-build"]  # the previous output, not yet removed
+    [work] = leftovers(tmp_path)  # the previous output, not yet removed
+    assert work.startswith(".out.finer-build-")
     assert finer_process(*SAMPLE, "--out", out, "--overwrite").code == 0
     assert leftovers(tmp_path) == []
 

@@ -45,7 +45,7 @@ from finer_datasets.mcq.records import QUESTION_COLUMNS, pair_rows, question_row
 
 __all__ = ["questions_view", "doc_to_visual", "doc_to_text", "process_results", "paired_accuracy",
            "paired_accuracy_official", "question_accuracy", "pairs_from_items", "write_tasks", "task_yamls",
-           "shipped_files", "TASKS_DIR", "BENCHMARKS", "METRICS",
+           "shipped_files", "TASKS_DIR", "BENCHMARKS", "METRICS", "WHOLE_DATASET_GROUPS",
            *(f"process_docs_{s}" for s in SETTINGS)]
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 TASKS_DIR = Path(__file__).parent / "tasks"
 #: lmms-eval group name -> the dataset (Hub id) its shipped tasks read
 BENCHMARKS = {"finer_compre_cap": "finer/compre_cap", "finer_docci": "finer/docci"}
+#: groups whose dataset is not split by the FINER settings: one task over every question (the
+#: granularity ladder, settings ``<form>_<source>``); documents through :func:`questions_view`
+WHOLE_DATASET_GROUPS = ("finer_ladder",)
 #: metric name -> its aggregation function (``utils.<name>`` in the task files); names avoid ``paired_*``
 METRICS = {"acc_paired": "paired_accuracy", "acc_paired_official": "paired_accuracy_official",
            "acc_question": "question_accuracy"}
@@ -172,6 +175,9 @@ def task_yamls(group: str = "finer_compre_cap", dataset: str | None = None, revi
         + "".join(f"  - metric: {metric}\n    aggregation: !function utils.{function}\n    higher_is_better: true\n"
                   for metric, function in METRICS.items())
         + "metadata:\n  version: 1.1\n")}
+    if group in WHOLE_DATASET_GROUPS:
+        files[f"{group}.yaml"] = f"task: {group}\ninclude: _{group}_template_yaml\nprocess_docs: !function utils.questions_view\n"
+        return files
     for setting in SETTINGS:
         files[f"{group}_{setting}.yaml"] = (f"task: {group}_{setting}\ninclude: _{group}_template_yaml\n"
                                             f"process_docs: !function utils.process_docs_{setting}\n")

@@ -43,6 +43,7 @@ __all__ = ["find_run", "read_lmms_run"]
 _SAMPLES = re.compile(r"^(?P<run>.+?)_samples_(?P<task>.+)\.jsonl$")
 _RESULTS = re.compile(r"^(?P<run>.+?)_results\.json$")
 _ITEM_KEYS = (*METRICS, "paired_accuracy", "question_accuracy")  # 0.1 task files named their metrics so
+_MAX_RESULTS_BYTES = 64 << 20  # a results.json is a few KiB; samples files are read line by line (bounded)
 
 
 def find_run(path: str | Path) -> tuple[list[Path], Path | None]:
@@ -93,6 +94,9 @@ def _results(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
+        if path.stat().st_size > _MAX_RESULTS_BYTES:  # bounded like every file read for scoring
+            raise PredictionsError(f"over the limit of {_MAX_RESULTS_BYTES:,} bytes for an lmms-eval results file",
+                                   path=path)
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PredictionsError(f"not a readable lmms-eval results file ({exc})", path=path) from None
