@@ -1,0 +1,1 @@
+"""FINER-Ladder: the granularity ladder built from FINER benchmark builds."""
