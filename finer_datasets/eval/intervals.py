@@ -10,9 +10,9 @@ where a bootstrap collapses to a single point.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
-__all__ = ["wilson_ci", "bootstrap_ci", "Z95", "WILSON", "BOOTSTRAP"]
+__all__ = ["wilson_ci", "bootstrap_ci", "bootstrap_means", "Z95", "WILSON", "BOOTSTRAP"]
 
 Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
 #: how each interval is described in a report
@@ -33,11 +33,20 @@ def wilson_ci(successes: int, n: int, z: float = Z95) -> list[float] | None:
 
 def bootstrap_ci(values: Sequence[bool], resamples: int, seed: int) -> list[float] | None:
     """Percentile 95% interval of the mean (in percent), resampling ``values`` with replacement."""
-    n = len(values)
-    if not n or resamples <= 0:
+    if not len(values) or resamples <= 0:
         return None
     import numpy as np
 
+    low, high = np.percentile(bootstrap_means(values, resamples, seed), [2.5, 97.5])
+    return [float(100.0 * low), float(100.0 * high)]
+
+
+def bootstrap_means(values: Sequence[float], resamples: int, seed: int) -> Any:
+    """The means of ``resamples`` resamples of ``values`` with replacement (a numpy array), drawn
+    with ``numpy.random.default_rng(seed)``."""
+    import numpy as np
+
+    n = len(values)
     rng = np.random.default_rng(seed)
     data = np.asarray(values, dtype=np.float64)
     means = np.empty(resamples, dtype=np.float64)
@@ -46,5 +55,4 @@ def bootstrap_ci(values: Sequence[bool], resamples: int, seed: int) -> list[floa
         stop = min(resamples, start + rows)
         idx = rng.integers(0, n, size=(stop - start, n))
         means[start:stop] = data[idx].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return [float(100.0 * low), float(100.0 * high)]
+    return means
