@@ -7,7 +7,8 @@ records still read right). The row functions yield the selected tuples in record
 
 * :func:`trl_rows` -- TRL's conversational vision preference format (the layout of
   ``HuggingFaceH4/rlaif-v_formatted``) that ``trl.DPOTrainer`` takes unchanged, plus ``id``,
-  ``subset`` (the type) and ``query_type`` (``positive``/``negative``);
+  ``subset`` (the type), ``query_type`` (``positive``/``negative``) and ``granularity``
+  (:func:`granularity`: k, the number of elements the tuple names; what margin DPO weighs by);
 * :func:`sft_rows` -- the chosen answer only, as TRL's conversational vision SFT format
   (``messages``), for the SFT ablation (paper, Table 4).
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-__all__ = ["selected_tuples", "trl_rows", "sft_rows", "prompt_messages", "answer_messages"]
+__all__ = ["selected_tuples", "granularity", "trl_rows", "sft_rows", "prompt_messages", "answer_messages"]
 
 
 def selected_tuples(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -34,11 +35,24 @@ def answer_messages(text: str) -> list[dict[str, Any]]:
     return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
 
 
+def granularity(record: dict[str, Any], tuple_: dict[str, Any]) -> int:
+    """k, the number of elements a tuple names: the instances (``items``) of the record's phrase of
+    the tuple's type (objects for Obj, attributes for Attr, relations for Rel; the negative
+    replaces one of them); 1 for a Wh tuple (its negative changes one detail) and for a record
+    without a phrase of that type."""
+    if tuple_["type"] != "wh":
+        for phrase in record.get("phrases", ()):
+            if phrase["type"] == tuple_["type"]:
+                return len(phrase["items"])
+    return 1
+
+
 def trl_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """One DPO row per selected tuple: ``id``, ``subset``, ``query_type``, ``prompt``, ``chosen``,
-    ``rejected`` (the caller adds ``images``)."""
+    ``rejected``, ``granularity`` (the caller adds ``images``)."""
     return [{"id": t["id"], "subset": t["type"], "query_type": t["query"], "prompt": prompt_messages(t["question"]),
-             "chosen": answer_messages(t["chosen"]), "rejected": answer_messages(t["rejected"])}
+             "chosen": answer_messages(t["chosen"]), "rejected": answer_messages(t["rejected"]),
+             "granularity": granularity(record, t)}
             for t in selected_tuples(record)]
 
 

@@ -14,6 +14,12 @@ gradients are synchronised as for any model. Per micro-batch it
 
 :func:`dpo_loss` gives TRL's ``sigmoid`` (the paper's loss), ``hinge``, ``ipo`` and ``sft`` losses
 with TRL's reductions, so the loss and the LoRA gradients equal those of ``trl.DPOTrainer``.
+
+Margin DPO (an experiment, off by default): the sigmoid loss with an instance margin,
+``-log σ(β·Δr − m)`` with ``m = α·g + γ`` (:func:`instance_margin`; the margin term of RP-DPO,
+GranFact Eq. 11-12), g the tuple's granularity (k, the number of elements it names: the
+``granularity`` column of the ``trl`` view), so that finer negatives must be separated by more.
+With m = 0 it is the plain loss exactly.
 """
 
 from __future__ import annotations
@@ -33,11 +39,12 @@ from finer_datasets.train.packing import (
     split_pairs,
 )
 
-__all__ = ["PackedPolicy", "dpo_loss", "FAST_LOSSES", "reward_metrics"]
+__all__ = ["PackedPolicy", "dpo_loss", "instance_margin", "FAST_LOSSES", "reward_metrics", "MARGIN_COLUMN"]
 
 FAST_LOSSES = ("sigmoid", "hinge", "ipo", "sft")
+MARGIN_COLUMN = "granularity"  # the per-tuple score g of margin DPO (a column of the trl view)
 _IMAGE_KEYS_SKIP = ("input_ids", "segment", "pos_shift", "mm_token_type_ids", "lp_row", "lp_src", "lp_tgt", "lp_seq",
-                    "n_tokens", "rows", "ref_chosen_logps", "ref_rejected_logps")
+                    "n_tokens", "rows", "ref_chosen_logps", "ref_rejected_logps", MARGIN_COLUMN)
 
 
 def _is_peft(model: Any) -> bool:
@@ -140,12 +147,19 @@ class PackedPolicy(nn.Module):
         return out
 
 
+def instance_margin(granularity: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
+    """The instance margin of margin DPO, ``m = alpha * g + gamma`` per tuple."""
+    return alpha * granularity + gamma
+
+
 def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_chosen_logps: torch.Tensor,
              ref_rejected_logps: torch.Tensor, *, beta: float, n_tokens: torch.Tensor,
-             loss_types: Sequence[str] = ("sigmoid",), loss_weights: Sequence[float] | None = None) -> torch.Tensor:
+             loss_types: Sequence[str] = ("sigmoid",), loss_weights: Sequence[float] | None = None,
+             margin: torch.Tensor | None = None) -> torch.Tensor:
     """TRL's DPO losses, averaged over the micro-batch (``n_tokens``: (2B,) interleaved answer
-    lengths, used by ``ipo`` and ``sft``). Raises :class:`UsageError` for a loss not in
-    :data:`FAST_LOSSES`."""
+    lengths, used by ``ipo`` and ``sft``). ``margin`` ((B,), :func:`instance_margin`) turns the
+    ``sigmoid`` term into ``-log σ(β·Δr − m)``; the other loss types do not take it. Raises
+    :class:`UsageError` for a loss not in :data:`FAST_LOSSES`."""
     chosen_ratio = chosen_logps - ref_chosen_logps.to(chosen_logps.dtype)
     rejected_ratio = rejected_logps - ref_rejected_logps.to(rejected_logps.dtype)
     delta = chosen_ratio - rejected_ratio
@@ -156,7 +170,8 @@ def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_chose
     total = chosen_logps.new_zeros(())
     for loss_type, weight in zip(loss_types, weights):
         if loss_type == "sigmoid":
-            per_tuple = -F.logsigmoid(beta * delta)
+            logits = beta * delta if margin is None else beta * delta - margin.to(delta.dtype)
+            per_tuple = -F.logsigmoid(logits)
         elif loss_type == "hinge":
             per_tuple = torch.relu(1 - beta * delta)
         elif loss_type == "ipo":

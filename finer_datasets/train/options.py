@@ -4,9 +4,10 @@
 over a ``--config`` YAML (:func:`finer_datasets.core.config_file.load_yaml_mapping`: a missing,
 non-UTF-8, non-mapping or alias-bomb file is refused), and raises
 :class:`~finer_datasets.errors.UsageError` (exit 2, one line, no usage dump) for an unknown flag or
-config key, a value of the wrong type, and a number out of range (:data:`CHECKS`), all before
-anything is loaded. :func:`fit_precision` turns a preset's bf16 into float32 where bf16 cannot
-run (no CUDA device with bf16 support, or ``--use_cpu``), with one warning line.
+config key, a value of the wrong type, a number out of range (:data:`CHECKS`) and a margin-DPO
+option without ``--fast``, all before anything is loaded. :func:`fit_precision` turns a preset's
+bf16 into float32 where bf16 cannot run (no CUDA device with bf16 support, or ``--use_cpu``), with
+one warning line.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "num_train_epochs": ("a positive number", lambda v: v > 0),
     "warmup_steps": ("0 or more (below 1: a fraction of the steps)", lambda v: v >= 0),
     "max_steps": ("-1 (train num_train_epochs) or a positive integer", lambda v: v == -1 or v >= 1),
+    **{name: ("0 or more (0: plain DPO)", lambda v: v >= 0) for name in ("margin_alpha", "margin_gamma")},
 }
 
 
@@ -125,6 +127,9 @@ def _check(namespace: argparse.Namespace) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
             raise UsageError(f"--{name} must be {wanted}, got {value!r}")
+    if (getattr(namespace, "margin_alpha", 0) or getattr(namespace, "margin_gamma", 0)) and not getattr(
+            namespace, "fast", True):
+        raise UsageError("--margin_alpha / --margin_gamma (margin DPO, an experiment) are options of --fast")
 
 
 def fit_precision(namespace: Any, *, cuda_bf16: bool | None = None) -> list[str]:

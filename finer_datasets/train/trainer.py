@@ -12,6 +12,11 @@ dataset (TRL's conversational vision preference format), and logs TRL's metrics
 * gradient checkpointing is off unless ``DPOConfig.gradient_checkpointing`` asks for it (pick the
   micro-batch with :func:`finer_datasets.train.autobatch.largest_micro_batch`).
 
+``margin_alpha`` / ``margin_gamma`` (default 0: plain DPO) turn on margin DPO, an experiment: the
+sigmoid loss with the instance margin ``m = alpha * g + gamma``, g the ``granularity`` column of
+the rows (:func:`~finer_datasets.train.fast_dpo.instance_margin`); the mean margin is logged as
+``margin``.
+
 The saved checkpoint is the PEFT adapter (``adapter_model.safetensors``), as with TRL.
 """
 
@@ -29,8 +34,10 @@ from finer_datasets.errors import UsageError
 from finer_datasets.train.data import encode_batch
 from finer_datasets.train.fast_dpo import (
     FAST_LOSSES,
+    MARGIN_COLUMN,
     PackedPolicy,
     dpo_loss,
+    instance_margin,
     reward_metrics,
 )
 from finer_datasets.train.packing import pack
@@ -52,7 +59,8 @@ class PackedCollator:
     """Rows of the dataset -> one packed micro-batch (tokenised here, as TRL's vision collator does).
 
     When ``reference`` holds the cached ``(chosen, rejected)`` log-probabilities of the training
-    rows, the batch carries them as ``ref_chosen_logps`` / ``ref_rejected_logps``."""
+    rows, the batch carries them as ``ref_chosen_logps`` / ``ref_rejected_logps``; rows with a
+    ``granularity`` column carry it as a (B,) float tensor (margin DPO)."""
 
     def __init__(self, processor: Any, *, max_length: int | None, pad_id: int, max_pixels: int | None = None):
         self.processor = processor
@@ -74,6 +82,8 @@ class PackedCollator:
             index = torch.tensor(rows)
             packed["ref_chosen_logps"] = self.reference[0][index]
             packed["ref_rejected_logps"] = self.reference[1][index]
+        if examples and all(ex.get(MARGIN_COLUMN) is not None for ex in examples):
+            packed[MARGIN_COLUMN] = torch.tensor([float(ex[MARGIN_COLUMN]) for ex in examples])
         return packed
 
 
@@ -103,18 +113,35 @@ def check_fast_config(args: Any) -> None:
             raise UsageError(f"--fast does not implement --{name}; drop it or train without --fast")
 
 
+def _check_margin(args: Any, dataset: Any, alpha: float, gamma: float) -> tuple[float, float] | None:
+    """``(alpha, gamma)`` of margin DPO, ``None`` when both are 0 (plain DPO); refuses (one line) a
+    margin without a sigmoid loss term, or ``alpha`` on rows without a ``granularity`` column."""
+    if not alpha and not gamma:
+        return None
+    if "sigmoid" not in args.loss_type:
+        raise UsageError("--margin_alpha / --margin_gamma apply to the sigmoid loss; add sigmoid to --loss_type")
+    if alpha and MARGIN_COLUMN not in (getattr(dataset, "column_names", None) or ()):
+        raise UsageError(f"--margin_alpha needs a {MARGIN_COLUMN!r} column (k, the number of elements a tuple names), "
+                         f"which the trl view of FINER-Tuning has and this data has not; use --margin_gamma alone "
+                         "or load the tuples with load_finer(..., view='trl')")
+    return float(alpha), float(gamma)
+
+
 class FastDPOTrainer(Trainer):
     """DPO with the packed step. ``model`` is a PEFT model (or a plain model with
     ``reference="cache"``); ``reference`` is ``"cache"`` (one inference pass, cached under
     ``reference_dir``, default ``<output_dir>/reference``) or ``"inline"``. Images larger than
-    ``image_max_pixels`` are shrunk before the processor (:func:`~finer_datasets.train.data.cap_pixels`)."""
+    ``image_max_pixels`` are shrunk before the processor (:func:`~finer_datasets.train.data.cap_pixels`).
+    ``margin_alpha`` / ``margin_gamma``: margin DPO (module docstring)."""
 
     loss_is_scaled_for_ga = False
 
     def __init__(self, model: Any, args: Any, train_dataset: Any, processing_class: Any, *,
                  eval_dataset: Any = None, reference: str = "cache", reference_dir: str | None = None,
-                 callbacks: list | None = None, image_max_pixels: int | None = None):
+                 callbacks: list | None = None, image_max_pixels: int | None = None, margin_alpha: float = 0.0,
+                 margin_gamma: float = 0.0):
         check_fast_config(args)
+        self._margin_params = _check_margin(args, train_dataset, margin_alpha, margin_gamma)
         if reference not in ("cache", "inline"):  # "none" is set below for a pure SFT loss
             raise UsageError(f"--reference must be cache or inline, not {reference!r}")
         args.remove_unused_columns = False
@@ -195,19 +222,34 @@ class FastDPOTrainer(Trainer):
         mode = "train" if self.policy.training else "eval"
         cached = "ref_chosen_logps" in inputs
         needed = self.reference_mode != "none"
-        batch = {k: v for k, v in inputs.items() if k not in ("ref_chosen_logps", "ref_rejected_logps")}
+        batch = {k: v for k, v in inputs.items() if k not in ("ref_chosen_logps", "ref_rejected_logps", MARGIN_COLUMN)}
         out = model(with_reference=needed and not cached, **batch)
         if not needed:
             ref_chosen = ref_rejected = torch.zeros_like(out["chosen_logps"]).detach()
         else:
             ref_chosen = inputs["ref_chosen_logps"] if cached else out["ref_chosen_logps"]
             ref_rejected = inputs["ref_rejected_logps"] if cached else out["ref_rejected_logps"]
+        margin = self._margin(inputs, out["chosen_logps"])
         loss = dpo_loss(out["chosen_logps"], out["rejected_logps"], ref_chosen, ref_rejected, beta=self.beta,
-                        n_tokens=inputs["n_tokens"], loss_types=self.loss_types, loss_weights=self.loss_weights)
+                        n_tokens=inputs["n_tokens"], loss_types=self.loss_types, loss_weights=self.loss_weights,
+                        margin=margin)
+        if margin is not None:
+            self._metrics[mode]["margin"].append(self.accelerator.gather_for_metrics(margin).float().mean().item())
         for name, value in reward_metrics(out, ref_chosen.to(out["chosen_logps"].dtype),
                                           ref_rejected.to(out["rejected_logps"].dtype), self.beta).items():
             self._metrics[mode][name].append(self.accelerator.gather_for_metrics(value).float().mean().item())
         return (loss, out) if return_outputs else loss
+
+    def _margin(self, inputs: dict[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor | None:
+        """The (B,) instance margins of the micro-batch, or ``None`` for plain DPO."""
+        if self._margin_params is None:
+            return None
+        alpha, gamma = self._margin_params
+        if not alpha:
+            return torch.full_like(like, gamma).detach()
+        if MARGIN_COLUMN not in inputs:
+            raise UsageError(f"--margin_alpha needs a {MARGIN_COLUMN!r} in every row; a batch came without it")
+        return instance_margin(inputs[MARGIN_COLUMN].to(like.device, like.dtype), alpha, gamma)
 
     def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,
                         ignore_keys: list[str] | None = None) -> tuple[torch.Tensor, None, None]:
