@@ -19,12 +19,16 @@ and the best round counts (after a warm-up call each), so load changes hit all r
 
 Printed: tuples/s per row and RATIO fast / TRL layout (first row), end to end: for the cached
 pipeline the reference pass is counted (1 / (1/pass + 1/step)). Target on one H100 with the 7B
-architecture: >= 8x (>= 12 tuples/s).
+architecture: >= 8x (>= 12 tuples/s). Where ``trl`` or ``datasets`` cannot be imported (the lent GPU
+machine has neither unless their wheels are carried) the TRL rows are skipped with a line saying
+so and the fast rows run on a PEFT model made the way ``DPOTrainer`` makes it. ``--json FILE`` also
+writes the figures (for ``bench/gpu.sh``'s summary table).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -135,7 +139,6 @@ def fast_batch(tuples, device, dtype):
 def trl_trainer(model, batch: int, device: str, out_dir: str):
     """A real ``trl.DPOTrainer`` (LoRA r 32 on the language model's q/v) around ``model``."""
     from datasets import Dataset
-    from peft import LoraConfig
     from PIL import Image
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast, ProcessorMixin
@@ -152,9 +155,26 @@ def trl_trainer(model, batch: int, device: str, out_dir: str):
     args = DPOConfig(output_dir=out_dir, per_device_train_batch_size=batch, report_to=[], beta=0.1,
                      bf16=device.startswith("cuda"), use_cpu=not device.startswith("cuda"), max_length=None,
                      activation_checkpointing=False)  # switched on for the first row only
-    lora = LoraConfig(r=32, lora_alpha=64, lora_dropout=0.0, target_modules=r".*language_model.*\.(q_proj|v_proj)")
     return DPOTrainer(model=model, args=args, train_dataset=data, processing_class=_TokenizerOnly(tok),
-                      peft_config=lora)
+                      peft_config=lora_config())
+
+
+def lora_config():
+    from peft import LoraConfig
+
+    return LoraConfig(r=32, lora_alpha=64, lora_dropout=0.0, target_modules=r".*language_model.*\.(q_proj|v_proj)")
+
+
+def trl_missing() -> str | None:
+    """Why the TRL layout cannot be measured here (``trl`` or ``datasets`` not importable), or None."""
+    for name in ("trl", "datasets"):
+        try:
+            __import__(name)
+        except ImportError as exc:
+            if isinstance(exc, ModuleNotFoundError) and exc.name == name:
+                return f"{name} not installed"
+            return f"{name} cannot be imported ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
+    return None
 
 
 def interleaved(steps: dict, rounds: int, device: str) -> dict[str, float]:
@@ -199,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="tuples per packed step (default: on CUDA the largest of 32, 16, --batch that fits "
                         "without checkpointing, as train_dpo.py --fast picks it; else --batch)")
     p.add_argument("--steps", type=int, default=5, help="timed rounds (each row once per round, best kept)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")  # before the first CUDA allocation
@@ -216,9 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     model, ids = build(args.arch, args.device, dtype)
     tuples = make_tuples(model, ids, max(args.batch, *candidates), args.image_tokens, args.prompt_tokens,
                          args.answer_tokens, seed=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = trl_trainer(model, args.batch, args.device, tmp)
-    peft_model = trainer.model
+    missing = trl_missing()
+    if missing is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = trl_trainer(model, args.batch, args.device, tmp)
+        peft_model, context = trainer.model, trainer.compute_loss_context_manager
+    else:  # no TRL here: the fast rows alone, on the PEFT model DPOTrainer would make
+        from peft import get_peft_model
+
+        print(f"TRL layout rows skipped: {missing}; carry its wheels to measure them (bench/README.md)")
+        trainer, peft_model, context = None, get_peft_model(model, lora_config()), contextlib.nullcontext
     params = [q for q in peft_model.parameters() if q.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=5e-6)
     tb = trl_batch(tuples[:args.batch], args.device, dtype)
@@ -242,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     def fast_train(inline: bool):
         def step():
             batch, fast_n = fast["batch"], fast["n"]
-            with trainer.compute_loss_context_manager():
+            with context():
                 out = policy(with_reference=inline, **batch)
                 ref_c = out["ref_chosen_logps"] if inline else torch.zeros(fast_n, device=args.device)
                 ref_r = out["ref_rejected_logps"] if inline else torch.zeros(fast_n, device=args.device)
@@ -254,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         return step
 
     def reference_pass():
-        with torch.no_grad(), trainer.compute_loss_context_manager():
+        with torch.no_grad(), context():
             policy(with_policy=False, with_reference=True, **fast["batch"])
 
     for n in candidates:  # the largest micro-batch whose packed step (reference inline: the larger one) fits
@@ -283,32 +311,45 @@ def main(argv: list[str] | None = None) -> int:
         return run
 
     peft_model.train()
-    t = interleaved({"trl_ckpt": with_checkpointing(trl_step(False)), "trl": trl_step(False),
-                     "trl_noref": trl_step(True), "ref_pass": reference_pass, "fast_step": fast_train(False),
-                     "fast_inline": fast_train(True)}, args.steps, args.device)
-    t_trl_ckpt, t_trl, t_trl_noref = t["trl_ckpt"], t["trl"], t["trl_noref"]
-    t_ref_pass, t_fast, t_fast_inline = t["ref_pass"], t["fast_step"], t["fast_inline"]
-
-    rate = {"trl_ckpt": args.batch / t_trl_ckpt, "trl": args.batch / t_trl, "trl_noref": args.batch / t_trl_noref,
-            "ref_pass": fast_n / t_ref_pass, "fast_step": fast_n / t_fast, "fast_inline": fast_n / t_fast_inline}
+    rows = {"ref_pass": reference_pass, "fast_step": fast_train(False), "fast_inline": fast_train(True)}
+    if trainer is not None:
+        rows = {"trl_ckpt": with_checkpointing(trl_step(False)), "trl": trl_step(False), "trl_noref": trl_step(True),
+                **rows}
+    seconds = interleaved(rows, args.steps, args.device)
+    rate = {name: (args.batch if name.startswith("trl") else fast_n) / t for name, t in seconds.items()}
     rate["fast_cached_e2e"] = 1 / (1 / rate["ref_pass"] + 1 / rate["fast_step"]) if min(rate.values()) > 0 else 0.0
     device_name = torch.cuda.get_device_name() if cuda else "cpu"
     label = "" if cuda and args.arch != "tiny" else "   [CPU / tiny-model figure: not the GPU target]"
     print(f"arch {args.arch} on {device_name} ({dtype}); {args.image_tokens} image + {args.prompt_tokens} prompt + "
           f"2x{args.answer_tokens} answer tokens; batch {args.batch} (fast {fast_n}); LoRA r32 q/v")
-    print(f"TRL layout, gradient checkpointing, reference forward in step: {rate['trl_ckpt']:8.2f} tuples/s")
-    print(f"TRL layout, no checkpointing, reference forward in step:       {rate['trl']:8.2f} tuples/s")
-    print(f"TRL layout, no checkpointing, reference log-probs given:       {rate['trl_noref']:8.2f} tuples/s")
-    print(f"fast: reference pass (packed inference):                      {rate['ref_pass']:8.2f} tuples/s")
-    print(f"fast: packed step, cached reference:                          {rate['fast_step']:8.2f} tuples/s")
-    print(f"fast: end to end, reference pass + step (--reference cache):  {rate['fast_cached_e2e']:8.2f} tuples/s")
-    print(f"fast: packed step, reference inline (--reference inline):     {rate['fast_inline']:8.2f} tuples/s")
-    def ratio(a: float, b: float) -> str:
-        return f"{a / b:.1f}x" if b > 0 else "n/a"
 
-    print(f"RATIO fast end to end (cache) / TRL layout = {ratio(rate['fast_cached_e2e'], rate['trl_ckpt'])}; "
-          f"inline / TRL layout = {ratio(rate['fast_inline'], rate['trl_ckpt'])}  "
+    def show(text: str, name: str) -> None:
+        value = f"{rate[name]:8.2f} tuples/s" if name in rate else f"skipped ({missing})"
+        print(f"{text:<63}{value}")
+
+    show("TRL layout, gradient checkpointing, reference forward in step:", "trl_ckpt")
+    show("TRL layout, no checkpointing, reference forward in step:", "trl")
+    show("TRL layout, no checkpointing, reference log-probs given:", "trl_noref")
+    show("fast: reference pass (packed inference):", "ref_pass")
+    show("fast: packed step, cached reference:", "fast_step")
+    show("fast: end to end, reference pass + step (--reference cache):", "fast_cached_e2e")
+    show("fast: packed step, reference inline (--reference inline):", "fast_inline")
+
+    def ratio(a: str) -> str:
+        return f"{rate[a] / rate['trl_ckpt']:.1f}x" if rate.get("trl_ckpt") else "n/a"
+
+    print(f"RATIO fast end to end (cache) / TRL layout = {ratio('fast_cached_e2e')}; "
+          f"inline / TRL layout = {ratio('fast_inline')}  "
           f"(target >= 8x, >= 12 tuples/s on one H100, 7B architecture){label}")
+    if args.json:
+        from gpu_summary import environment, write_json
+
+        env = environment(args.device)
+        env["versions"]["trl"] = None if missing else __import__("trl").__version__
+        write_json(args.json, {"arch": args.arch, "env": env, "batch": args.batch,
+                               "fast_batch": fast_n, "image_tokens": args.image_tokens,
+                               "prompt_tokens": args.prompt_tokens, "answer_tokens": args.answer_tokens,
+                               "steps": args.steps, "rates": rate, "trl_skipped": missing})
     return 0
 
 

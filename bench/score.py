@@ -10,19 +10,30 @@ in the same run on the same model:
 
 * generate: greedy, 3 new tokens, batch 1 (the paper's protocol)   -> MCQ/s
 * one forward pass per question, batch 1 (no reuse)                -> MCQ/s
-* image prefix prefilled once, ``--batch`` suffixes scored on its KV cache -> MCQ/s
+* image prefix prefilled once per ``--per-image`` questions (30: FINER's questions per image),
+  ``--batch`` suffixes scored on its KV cache                       -> MCQ/s
 * RATIO letters (prefix reuse) / generate (target >= 15x on an H100 with the 7B architecture)
+* the device's matmul peak, measured in the same run (``--matmul-size``\ :sup:`3`, bf16 on CUDA,
+  float32 on the CPU), the model's forward FLOPs per question (counted by ``FlopCounterMode`` on
+  this model and these inputs: the image prefix's forward, shared by ``--per-image`` questions,
+  plus the question's forward on its KV cache, logits at the one position read), and each
+  engine's share of that roofline (MCQ/s x FLOPs per MCQ / peak). Target on one H100 with the
+  7B architecture: letters >= 190 MCQ/s at 30 MCQ/image.
+
+``--json FILE`` also writes the figures (for ``bench/gpu.sh``'s summary table).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 
 import torch
 
 from finer_datasets.eval.engines import (
+    cache_keyword,
     full_logits,
     generate_first_token,
     prefix_cache,
@@ -96,21 +107,77 @@ def timed(fn, n_questions: int, device: str) -> float:
     return n_questions / (time.perf_counter() - start)
 
 
+def matmul_peak(device: str, dtype: torch.dtype, size: int) -> float:
+    """The device's matmul rate in FLOP/s: best of 5 timed runs of ``size``\ :sup:`3` products (after a warm-up)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=g).to(device, dtype) for _ in range(2))
+    out = torch.empty_like(a)
+    calls = 20 if device.startswith("cuda") else 3
+    for _ in range(3):
+        torch.mm(a, b, out=out)
+    best = min(1 / timed(lambda: [torch.mm(a, b, out=out) for _ in range(calls)], 1, device) for _ in range(5))
+    return 2 * size ** 3 * calls / best
+
+
+def _attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    """Q K^T and P V of one fused attention call, (batch, heads, length, dim) shapes, any backend."""
+    b, h, s_q, d = query
+    return 2 * b * h * s_q * key[-2] * (d + value[-1])
+
+
+def forward_flops(model, prefix, groups: list[list[list[int]]]) -> float:
+    """Model FLOPs per question: the image prefix's forward (vision tower + language model, once per
+    image) shared by its group, plus each question's forward on the prefix's KV cache; logits only at
+    the position read. Matmuls, convolutions and attention, counted as executed on these inputs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    names = ("_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+             "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention_for_cpu")
+    mapping = {getattr(torch.ops.aten, n): _attention_flops for n in names if hasattr(torch.ops.aten, n)}
+    device = next(model.parameters()).device
+
+    def counted(fn) -> tuple[int, object]:
+        counter = FlopCounterMode(display=False, custom_mapping=mapping)
+        with counter:
+            result = fn()
+        return counter.get_total_flops(), result
+
+    prefix_flops, (cache, _) = counted(lambda: prefix_cache(model, {**prefix, "logits_to_keep": 1}))
+    keyword = cache_keyword(model)
+    total = 0
+    for group in groups:
+        total += prefix_flops
+        for s in group:
+            ids = torch.tensor([s], device=device)
+            total += counted(lambda: model(input_ids=ids, use_cache=True, logits_to_keep=1,
+                                           **{keyword: copy.deepcopy(cache)}))[0]
+    return total / sum(len(g) for g in groups)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", choices=sorted(ARCHS), default="tiny")
     p.add_argument("--image-tokens", type=int, default=638)
     p.add_argument("--text-tokens", type=int, default=170)
     p.add_argument("--batch", type=int, default=16, help="question suffixes per forward on the shared prefix")
-    p.add_argument("--questions", type=int, default=32, help="questions per engine")
+    p.add_argument("--questions", type=int, default=60, help="questions per engine")
+    p.add_argument("--per-image", type=int, default=30, help="questions per image: the letters engine prefills "
+                   "the image prefix once per this many questions")
+    p.add_argument("--matmul-size", type=int, default=None, help="side of the square matmuls that measure the "
+                   "peak (default 8192 on CUDA, 1024 on the CPU)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
-    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    if min(args.questions, args.per_image, args.batch) < 1:
+        p.error("--questions, --per-image and --batch must be at least 1")
+    cuda = args.device.startswith("cuda")
+    dtype = torch.bfloat16 if cuda else torch.float32
     torch.manual_seed(0)
     model, ids = build(args.arch, args.device, dtype)
     prefix, suffixes, n_image = inputs(model, ids, args.image_tokens, args.text_tokens, args.device, dtype, 0)
     n = args.questions
     questions = [suffixes[i % len(suffixes)] for i in range(n)]
+    groups = [questions[i:i + args.per_image] for i in range(0, n, args.per_image)]
 
     def run_generate():
         for s in questions:
@@ -120,23 +187,51 @@ def main(argv: list[str] | None = None) -> int:
         for s in questions:
             full_logits(model, concat(prefix, s, args.device))
 
-    def run_letters():  # all questions share one image: prefill it once, score suffixes in batches
-        cache, _ = prefix_cache(model, prefix)
-        for start in range(0, n, args.batch):
-            suffix_logits(model, cache, questions[start:start + args.batch], pad_id=0)
+    def run_letters():  # each image's questions share its prefix: prefill it once, score suffixes in batches
+        for group in groups:
+            cache, _ = prefix_cache(model, prefix)
+            for start in range(0, len(group), args.batch):
+                suffix_logits(model, cache, group[start:start + args.batch], pad_id=0)
 
+    size = args.matmul_size or (8192 if cuda else 1024)
+    peak = matmul_peak(args.device, dtype, size)
     with torch.inference_mode():
+        try:
+            flops = forward_flops(model, prefix, groups)
+        except Exception as exc:  # counting is torch's dispatch machinery: a failure costs the roofline rows only
+            print(f"FLOP count failed, no roofline share: {type(exc).__name__}: {exc}", file=sys.stderr)
+            flops = None
         generate_first_token(model, concat(prefix, questions[0], args.device), max_new_tokens=3)  # warm-up
         run_letters()
         generate = timed(run_generate, n, args.device)
         forward = timed(run_forward, n, args.device)
         letters = timed(run_letters, n, args.device)
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    print(f"arch {args.arch} on {device_name} ({dtype}); {n_image} image tokens, ~{args.text_tokens} text tokens, {n} questions")
-    print(f"generate (3 new tokens, batch 1):            {generate:8.2f} MCQ/s")
+    device_name = torch.cuda.get_device_name() if cuda else "cpu"
+    share = {name: 100 * rate * flops / peak if flops else None for name, rate in (("generate", generate),
+                                                                                   ("letters", letters))}
+
+    def pct(name: str) -> str:
+        return "" if share[name] is None else f"  ({share[name]:.1f}% of the peak)"
+
+    print(f"arch {args.arch} on {device_name} ({dtype}); {n_image} image tokens, ~{args.text_tokens} text tokens, "
+          f"{n} questions, {args.per_image} per image")
+    print(f"matmul peak ({str(dtype).removeprefix('torch.')} {size}^3):             {peak / 1e12:8.2f} TFLOP/s")
+    print(f"model forward FLOPs per question:              {(flops or 0) / 1e9:8.3f} GFLOP")
+    print(f"generate (3 new tokens, batch 1):            {generate:8.2f} MCQ/s{pct('generate')}")
     print(f"one forward per question (batch 1):           {forward:8.2f} MCQ/s")
-    print(f"letters: prefix once + batch {args.batch:<3} suffixes:     {letters:8.2f} MCQ/s")
-    print(f"RATIO letters / generate = {letters / generate:.1f}x  (target >= 15x on an H100, 7B architecture)")
+    print(f"letters: prefix once + batch {args.batch:<3} suffixes:     {letters:8.2f} MCQ/s{pct('letters')}")
+    print(f"RATIO letters / generate = {letters / generate:.1f}x  (target >= 15x on an H100, 7B architecture; "
+          f"letters >= 190 MCQ/s at 30 MCQ/image)")
+    if args.json:
+        from gpu_summary import environment, write_json
+
+        write_json(args.json, {"arch": args.arch, "env": environment(args.device), "per_image": args.per_image,
+                               "questions": n, "batch": args.batch, "image_tokens": n_image,
+                               "text_tokens": args.text_tokens, "matmul_size": size,
+                               "matmul_dtype": str(dtype).removeprefix("torch."), "matmul_tflops": peak / 1e12,
+                               "flops_per_mcq": flops, "generate_mcq_s": generate, "forward_mcq_s": forward,
+                               "letters_mcq_s": letters, "generate_roofline_pct": share["generate"],
+                               "letters_roofline_pct": share["letters"]})
     return 0
 
 
