@@ -23,6 +23,12 @@ model, engine, prompt, parser and dataset version: rerunning the same command re
 resuming with another model, engine, prompt or dataset is refused. The report (``report.json``,
 ``report.md``, plots) is written to ``OUT`` at the end.
 
+Several processes (``torchrun --nproc-per-node N``, ``accelerate launch``, or ``RANK``/``WORLD_SIZE``
+set by hand) share the questions by whole images (a stable hash of the image id); rank r of W
+appends to ``OUT/predictions.rank{r}-of{W}.jsonl``, and the last rank to finish checks that every
+question is answered, merges the files into ``predictions.jsonl`` and writes the report. Resuming
+with another W asks nothing twice (see finer_datasets/eval/ranks.py).
+
 Exit status, as for ``finer``: 0 success; 2 bad usage (an option value, a model that cannot be
 loaded, a dataset that is not a FINER benchmark); 3 the dataset does not verify; 5 the model server
 failed or left questions unanswered; 6 ``--out`` holds another run; 7 no answer could be read
@@ -191,21 +197,8 @@ _KIND_NAMES = {"list[str] | None": "a setting name or a list of them", "bool": "
                "int": "an integer", "int | None": "an integer", "float": "a number"}
 
 
-def done_ids(path: Path) -> set[str]:
-    """Question ids already answered; a last line cut by a crash is dropped from the file."""
-    if not path.exists():
-        return set()
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        from finer_datasets.core.guard import write_file
-
-        data = data[: data.rfind(b"\n") + 1]
-        write_file(path, data)
-    return {json.loads(line)["question_id"] for line in data.decode("utf-8").splitlines() if line.strip()}
-
-
 class _Appender:
-    """Appends answers to predictions.jsonl, flushed line by line, fsynced on close."""
+    """Appends answers to this process's predictions file, flushed line by line, fsynced on close."""
 
     def __init__(self, path: Path):
         from finer_datasets.core.guard import open_append
@@ -221,8 +214,8 @@ class _Appender:
         self.handle.close()
 
 
-def _load(args: ScoreArgs, out: Path, max_new: int) -> Any:
-    """The engine's model: a served endpoint or a Hugging Face model (loaded once)."""
+def _load(args: ScoreArgs, out: Path, max_new: int, ranks: Any) -> Any:
+    """The engine's model: a served endpoint or a Hugging Face model (loaded once, on this rank's GPU)."""
     if args.engine == "openai":
         from finer_datasets.eval.served import ServedModel
 
@@ -231,13 +224,15 @@ def _load(args: ScoreArgs, out: Path, max_new: int) -> Any:
                                    timeout=args.timeout, max_retries=args.max_retries, seed=args.seed,
                                    logprobs=args.logprobs)
     from finer_datasets.eval.engines import VisionLanguageModel
+    from finer_datasets.eval.ranks import rank_device
 
     extra = {"trust_remote_code": True} if args.trust_remote_code else {}
-    return VisionLanguageModel.from_pretrained(args.model, dtype=args.dtype, device=args.device,
+    device = rank_device(args.device, ranks.local_rank) if ranks.parallel else args.device
+    return VisionLanguageModel.from_pretrained(args.model, dtype=args.dtype, device=device,
                                                revision=args.model_revision, **extra)
 
 
-def _ask(args: ScoreArgs, model: Any, questions: Any, todo: int, write: _Appender, out: Path, max_new: int) -> None:
+def _ask(args: ScoreArgs, model: Any, questions: Any, todo: int, write: _Appender, own: Path, max_new: int) -> None:
     """Run the engine over ``questions``, writing each answer as it comes."""
     from tqdm.auto import tqdm
 
@@ -246,7 +241,7 @@ def _ask(args: ScoreArgs, model: Any, questions: Any, todo: int, write: _Appende
         if summary.failed:
             shown = "; ".join(f"{qid}: {reason}" for qid, reason in summary.failed[:3])
             raise LLMError(f"{len(summary.failed)} question(s) got no answer ({shown}); the {summary.answered} answers "
-                           f"received are kept in {out / 'predictions.jsonl'}: run the same command again to ask the rest")
+                           f"received are kept in {own}: run the same command again to ask the rest")
         return
     if args.engine == "generate":
         answers = ({"question_id": qid, "response": text}
@@ -258,53 +253,100 @@ def _ask(args: ScoreArgs, model: Any, questions: Any, todo: int, write: _Appende
         write(answer)
 
 
-def main(args: ScoreArgs, *, vlm: Any = None) -> dict[str, Any]:
-    """Answer every question still unanswered in ``args.out``, then score and report."""
+def main(args: ScoreArgs, *, vlm: Any = None, ranks: Any = None) -> dict[str, Any] | None:
+    """Answer every question still unanswered in ``args.out``, then score and report.
+
+    ``ranks`` (:class:`finer_datasets.eval.ranks.Ranks`; the command line reads it from ``RANK`` /
+    ``WORLD_SIZE``): answer only this rank's images, into its own file; the rank that finds every
+    question answered merges them and reports, the others return ``None``."""
+    from contextlib import ExitStack
+
+    from finer_datasets.core.guard import as_output_error
     from finer_datasets.eval.questions import image_questions, select_pairs
-    from finer_datasets.eval.quality import assess, warn
-    from finer_datasets.eval.report import check_report_out, report_title, write_report
+    from finer_datasets.eval.ranks import PREDICTIONS, Ranks, answered, cut_partial_line, writer_lock
+    from finer_datasets.eval.report import check_report_out
     from finer_datasets.eval.runinfo import claim_run, run_record
-    from finer_datasets.eval.scoring import load_predictions, score
     from finer_datasets.hub.resolve import resolve_dataset
     from finer_datasets.core.reader import iter_records, iter_samples
 
+    ranks = ranks or Ranks()
     out = Path(args.out)  # never into a dataset, over files another run or the user wrote, or through a link
-    check_report_out(out, also=("predictions.jsonl",), links=("transcript.sqlite",), what="baselines/score.py")
+    own = out / ranks.file_name
+    check_report_out(out, also=(PREDICTIONS, own.name), links=("transcript.sqlite",), what="baselines/score.py")
     dataset = resolve_dataset(args.dataset, revision=args.revision, allow_unverified=args.allow_unverified)
     require_kind(next(iter_records(dataset.folder, dataset.manifest), None), "benchmark", subject=args.dataset,
                  action="baselines/score.py")
     template = get_prompt(args.prompt)
     max_new = args.max_new_tokens or template.max_new_tokens
     served = args.engine == "openai"
-    predictions = out / "predictions.jsonl"
-    done = done_ids(predictions)
-    record = run_record(engine=args.engine, model=args.model, model_revision=None if served else args.model_revision,
-                        endpoint=args.base_url if served else None, prompt=template.name,
-                        max_new_tokens=None if args.engine == "letters" else max_new,
-                        dtype=None if served else args.dtype, parser=args.parser, dataset=dataset.provenance(),
-                        seed=args.seed, settings=args.settings, limit=args.limit)
-    record = claim_run(out, record, has_answers=bool(done))
-
-    pairs = select_pairs(iter_records(dataset.folder, dataset.manifest), args.settings, args.limit)
-    wanted = {pair[p]["question_id"] for pair in pairs for p in ("positive", "negative")}
-    todo = len(wanted - done)
-    logger.info("%d questions, %d already answered, %d to go", len(wanted), len(wanted & done), todo)
-    if todo:
-        model = vlm if vlm is not None else _load(args, out, max_new)
+    with ExitStack() as locks:
         try:
-            commit = getattr(model, "commit", None)
-            if isinstance(commit, str):  # the weights' Hub commit: a resumed run must use the same
-                record = claim_run(out, {**record, "model_commit": commit}, has_answers=bool(done))
-            questions = image_questions(iter_samples(dataset.folder, dataset.manifest), pairs, template, skip=done)
-            write = _Appender(predictions)
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise as_output_error(exc, out) from exc
+        locks.enter_context(writer_lock(own))  # a second process of the same rank waits for this one
+        cut_partial_line(own)
+        done = set(answered(out))  # every predictions file, of any number of ranks
+        record = run_record(engine=args.engine, model=args.model,
+                            model_revision=None if served else args.model_revision,
+                            endpoint=args.base_url if served else None, prompt=template.name,
+                            max_new_tokens=None if args.engine == "letters" else max_new,
+                            dtype=None if served else args.dtype, parser=args.parser, dataset=dataset.provenance(),
+                            seed=args.seed, settings=args.settings, limit=args.limit)
+        record = claim_run(out, record, has_answers=bool(done))
+
+        pairs = select_pairs(iter_records(dataset.folder, dataset.manifest), args.settings, args.limit)
+        wanted = {pair[p]["question_id"] for pair in pairs for p in ("positive", "negative")}
+        mine = [pair for pair in pairs if ranks.owns(pair["image_id"])] if ranks.parallel else pairs
+        todo = len({pair[p]["question_id"] for pair in mine for p in ("positive", "negative")} - done)
+        share = f"{ranks.label}: " if ranks.parallel else ""
+        logger.info("%s%d questions, %d already answered, %d to go", share, len(wanted), len(wanted & done), todo)
+        if todo:
+            model = vlm if vlm is not None else _load(args, out, max_new, ranks)
             try:
-                _ask(args, model, questions, todo, write, out, max_new)
+                commit = getattr(model, "commit", None)
+                if isinstance(commit, str):  # the weights' Hub commit: a resumed run must use the same
+                    record = claim_run(out, {**record, "model_commit": commit}, has_answers=bool(done))
+                questions = image_questions(iter_samples(dataset.folder, dataset.manifest), mine, template, skip=done)
+                write = _Appender(own)
+                try:
+                    _ask(args, model, questions, todo, write, own, max_new)
+                finally:
+                    write.close()
             finally:
-                write.close()
-        finally:
-            if vlm is None and hasattr(model, "close"):
-                model.close()
-    answers = {qid: text for qid, text in load_predictions(predictions).items() if qid in wanted}
+                if vlm is None and hasattr(model, "close"):
+                    model.close()
+        if ranks.parallel:
+            locks.enter_context(writer_lock(out / PREDICTIONS))  # one merge at a time
+        return _merge_and_report(args, ranks, out, pairs, wanted, asked=bool(todo), template=template,
+                                 record=record, dataset=dataset)
+
+
+def _merge_and_report(args: ScoreArgs, ranks: Any, out: Path, pairs: list, wanted: set[str], *, asked: bool,
+                      template: Any, record: dict, dataset: Any) -> dict[str, Any] | None:
+    """With every question answered: ``predictions.jsonl`` holding every rank's answers, and the
+    report. A rank that finds questions unanswered (another rank still at work) returns ``None``,
+    as does one that asked nothing (rank 0 or the last rank that asked merges then)."""
+    from finer_datasets.eval.quality import assess, warn
+    from finer_datasets.eval.ranks import PREDICTIONS, answered, merge_predictions, question_order
+    from finer_datasets.eval.report import report_title, write_report
+    from finer_datasets.eval.scoring import load_predictions, score
+
+    answers = answered(out)
+    if ranks.parallel:
+        missing = len(wanted - answers.keys())
+        if missing:
+            logger.info("%s: its share is answered (%s); %d question(s) of other ranks are not yet: the last rank to "
+                        "finish writes %s and the report", ranks.label, ranks.file_name, missing, PREDICTIONS)
+            return None
+        if not asked and ranks.rank != 0:
+            logger.info("%s: nothing was left to ask; rank 0 or the rank that asked last writes %s and the report",
+                        ranks.label, PREDICTIONS)
+            return None
+    added = merge_predictions(out, answers, question_order(pairs))
+    if added:
+        logger.info("%d answers of the rank files merged into %s", added, out / PREDICTIONS)
+    answers = {qid: text for qid, text in load_predictions(out / PREDICTIONS).items() if qid in wanted}
     result = score(pairs, answers, parser=args.parser, bootstrap=args.bootstrap, seed=args.seed, keep_pairs=True)
     notes = [f"settings {', '.join(args.settings)} only (--setting)"] if args.settings else []
     notes += [f"the first {args.limit} pairs of each setting (--limit {args.limit})"] if args.limit else []
@@ -324,8 +366,12 @@ def cli(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
 
     def run() -> int:
+        from finer_datasets.eval.ranks import Ranks
+
         args = parse_args(argv)
-        result = main(args)
+        result = main(args, ranks=Ranks.from_env())  # RANK / WORLD_SIZE of torchrun, accelerate launch, ...
+        if result is None:
+            return 0  # another rank merges and reports
         for name, block in result["settings"].items():
             print(f"{name:>10}: paired accuracy {block['paired_accuracy']:.1f}% ({block['n_pairs']} pairs)")
         print(f"report: {Path(args.out) / 'report.md'}")
