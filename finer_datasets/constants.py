@@ -12,7 +12,7 @@ from typing import Iterable
 from finer_datasets.errors import UsageError
 
 __all__ = ["LETTERS", "SETTINGS", "SETTING_ALIASES", "NEGATIVES_PER_ELEMENT", "canonical_setting",
-           "canonical_settings", "KINDS", "record_kind", "require_kind"]
+           "canonical_settings", "KINDS", "record_kind", "require_kind", "TRANSCRIPT_CONFIG_KEY"]
 
 #: option letters of every FINER multiple-choice question, in display order
 LETTERS = "ABCDE"
@@ -20,6 +20,8 @@ LETTERS = "ABCDE"
 SETTINGS = ("multi_obj", "multi_attr", "multi_rel", "wh")
 #: negatives per scene-graph element (paper, section B.3)
 NEGATIVES_PER_ELEMENT = 4
+#: the key of a transcript's model set-up entry (model, parameters, stages; not a model answer)
+TRANSCRIPT_CONFIG_KEY = "config"
 
 SETTING_ALIASES = {
     "multi_object": "multi_obj",

@@ -14,8 +14,10 @@ Pipeline of one build (``finer build tuning --source PIXMO_DIR --out OUT --llm-b
    target (160K for every preset) is one warning line and is recorded in the manifest and card;
 5. one sample per image: the image and a record with its provenance, phrases and tuples.
 
-``--part I/N`` builds the images whose URL hashes to part I; ``finer merge`` rebuilds the whole
-release from the parts' transcripts, shards and reports, byte for byte what one machine builds.
+``--part I/N`` builds the images whose caption (as the prompts see it) hashes to part I: every
+prompt depends on the caption, so one prompt is never asked in two parts; ``finer merge`` rebuilds
+the whole release from the parts' transcripts, shards and reports, byte for byte what one machine
+builds (``finer build ... --executor`` runs the parts and the merge as datatrove tasks).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from .source import (
     prompt_caption,
     read_rows,
 )
-from .stage import TuningPhrases
+from .stage import TuningPhrases, prompt_identity
 
 __all__ = ["Tuning", "SAMPLE_URL_PREFIX"]
 
@@ -133,7 +135,7 @@ class Tuning(DatasetBuilder):
         totals: dict[str, int] = {}
         rows = read_rows(source, ctx.report, max_images=o.max_images, totals=totals)
         if o.part is not None:
-            rows = [r for r in rows if part_index(r.url, o.part[1]) == o.part[0] - 1]
+            rows = [r for r in rows if part_index(prompt_identity(r), o.part[1]) == o.part[0] - 1]
         shards = sum(n / file_rows(source / rel) for rel, n in totals.items())
         ctx.stats.update(options=o, rows_read=totals, rows=len(rows), shards_read=shards)
         ctx.report.consider(len(rows))

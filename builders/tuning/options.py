@@ -194,7 +194,7 @@ def add_arguments(group: Any) -> None:
                        help=f"share of images in the validation split (default {VALIDATION_RATIO})")
     group.add_argument("--max-images", type=int, help="use only the first N usable rows of the source")
     group.add_argument("--part", type=parse_part, metavar="I/N",
-                       help="build only part I of N (disjoint, by URL hash); finer merge joins the parts")
+                       help="build only part I of N (disjoint, by caption hash); finer merge joins the parts")
     group.add_argument("--image-cache", type=Path, help="image download cache (default OUT.images beside --out; "
                        "resumable, shared by rebuilds)")
     group.add_argument("--exclude-sha256", type=Path, metavar="FILE",

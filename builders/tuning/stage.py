@@ -33,7 +33,7 @@ from finer_datasets.preference.construct import (
 
 from .source import Row, prompt_caption
 
-__all__ = ["AskingStage", "TuningPhrases", "ImageAnswers", "MAX_REASKS", "TASKS", "Checked"]
+__all__ = ["AskingStage", "TuningPhrases", "ImageAnswers", "MAX_REASKS", "TASKS", "Checked", "prompt_identity"]
 
 MAX_REASKS = 2
 TASKS = ("tuning_extract", "tuning_negative_obj", "tuning_negative_attr", "tuning_negative_rel",
@@ -44,6 +44,14 @@ _REASK = ("That answer cannot be used: {problem}. Reply again with only the JSON
 _MAX_CHARS = 160
 _LIMITS = {"objects": 8, "attributes": 4, "relations": 3}
 Checked = tuple[Any, "str | None"]
+
+
+def prompt_identity(row: Row) -> str:
+    """What every prompt of ``row`` depends on besides the seed, the model and the answers to
+    earlier prompts of the same caption: its caption as the prompts see it
+    (:func:`~.source.prompt_caption`). Parts (``--part I/N``) are assigned by it, so rows that
+    share a caption (at other URLs) share a part and a prompt is never asked in two parts."""
+    return prompt_caption(row.caption)[0]
 
 
 def _content(response: dict) -> Checked:

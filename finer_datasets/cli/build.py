@@ -10,7 +10,7 @@ from finer_datasets.cli import fraction, positive_float, positive_int
 from finer_datasets.core.builder import DEFAULT_MAX_SKIP_RATE
 from finer_datasets.errors import OutputError, UsageError
 
-__all__ = ["add_arguments", "run", "canonical_command", "llm_run", "add_merge_arguments", "run_merge"]
+__all__ = ["add_arguments", "run", "canonical_command", "llm_run", "add_merge_arguments", "run_merge", "source_of"]
 
 
 def add_arguments(b: argparse.ArgumentParser, builder: Any) -> None:
@@ -66,11 +66,18 @@ def add_arguments(b: argparse.ArgumentParser, builder: Any) -> None:
     g.add_argument("--replay", type=Path, help="answer every model request from this transcript (.sqlite or .jsonl; "
                    "'sample' = the sample's bundled one, the default of --sample for a dataset that needs a model); "
                    "no model access")
+    from finer_datasets.cli.scaled import add_executor_arguments
+
+    add_executor_arguments(b)
 
 
 def canonical_command(args: argparse.Namespace, builder: Any, llm: Any = None) -> list[str]:
-    """The build command as recorded in the card: no local paths or URLs, so builds stay
-    reproducible (a replayed build records the same command as the recorded one)."""
+    """The build command as recorded in the card: what makes the release (dataset, source, seed,
+    version label, the builder's recorded options, --strict, the model set-up), without local
+    paths or URLs, so builds stay reproducible (a replayed build records the same command as the
+    recorded one). Options that only say how to execute are left out: concurrency, timeouts,
+    shard sizes, --part, the executor, its tasks, workers and logging folder; so a merge of parts
+    (``finer merge``, ``--executor``) records exactly what a one-machine build records."""
     cmd = ["finer", "build", args.dataset]
     if args.sample or args.source is not None:
         cmd += ["--sample"] if args.sample else ["--source", args.source.resolve().name or "SOURCE"]
@@ -165,12 +172,9 @@ def _transcript_path(args: argparse.Namespace) -> Path:
     return path
 
 
-def run(args: argparse.Namespace, builder: Any) -> int:
-    from contextlib import nullcontext
-
-    from finer_datasets.core.build import build
-    from finer_datasets.core.output import check_output
-
+def source_of(args: argparse.Namespace, builder: Any) -> tuple[Any, dict[str, Any], Path, list[Path]]:
+    """The builder (its variant for these options), its options, the source folder and the inputs
+    that a build of ``args`` reads (never at, inside or around an output)."""
     options = builder.options_from(args)
     builder = builder.variant(options)  # e.g. an import of the authors' released items (--from-release)
     named = builder.source_from_options(options)
@@ -181,6 +185,21 @@ def run(args: argparse.Namespace, builder: Any) -> int:
         raise UsageError("one of --source DIR and --sample is required")
     protected = [source, *builder.protected_paths(options)]
     protected += [p for p in (args.replay if args.replay and str(args.replay) != "sample" else None,) if p]
+    return builder, options, source, protected
+
+
+def run(args: argparse.Namespace, builder: Any) -> int:
+    from contextlib import nullcontext
+
+    from finer_datasets.core.build import build
+    from finer_datasets.core.output import check_output
+
+    from finer_datasets.cli.scaled import refuse_orphans, run_scaled
+
+    if getattr(args, "executor", None):  # the parts and their merge as tasks of a datatrove executor
+        return run_scaled(args, builder)
+    refuse_orphans(args)
+    builder, options, source, protected = source_of(args, builder)
     if args.llm_base_url or args.transcript:
         protected.append(_transcript_path(args))
     check_output(args.out, protected=protected, overwrite=args.overwrite)  # before any model is contacted
@@ -202,7 +221,9 @@ def add_merge_arguments(m: argparse.ArgumentParser, builder: Any) -> None:
     from finer_datasets.core.build import DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES
 
     m.add_argument("dataset", help="dataset name, e.g. tuning")
-    m.add_argument("--source", type=Path, required=True, help="the source folder every part was built from")
+    src = m.add_mutually_exclusive_group(required=True)
+    src.add_argument("--source", type=Path, help="the source folder every part was built from")
+    src.add_argument("--sample", action="store_true", help="the parts were built with --sample")
     m.add_argument("--parts", type=Path, nargs="+", required=True, help="the part folders (built with --part I/N)")
     m.add_argument("--out", type=Path, required=True, help="output folder (as for finer build)")
     m.add_argument("--overwrite", action="store_true", help="replace an existing output folder written by a build")
@@ -215,19 +236,27 @@ def add_merge_arguments(m: argparse.ArgumentParser, builder: Any) -> None:
 
 
 def run_merge(args: argparse.Namespace, builder: Any) -> int:
-    """``finer merge``: join part builds into one release (no model, no network)."""
+    """``finer merge``: join part builds into one release (no model, no network); its card records
+    the command a one-machine build records (the parts' seed, version label, --strict and model)."""
     from finer_datasets.core.merge import merge
     from finer_datasets.core.output import check_output
     from finer_datasets.llm import LLMRun, PromptSet
 
+    source = builder.sample_dir() if args.sample else args.source
     # the output guard before anything else reads --out (`--out .` among the parts: one line, exit 6)
-    args.out = check_output(args.out, protected=[args.source, *args.parts], overwrite=args.overwrite)
+    args.out = check_output(args.out, protected=[source, *args.parts], overwrite=args.overwrite)
     prompts = PromptSet.for_builder(builder.prompts_dir())
-    result = merge(builder, args.parts, source=args.source, out=args.out, options=builder.options_from(args),
+
+    def command(first: dict[str, Any], llm: Any) -> list[str]:
+        label = first["version"].partition("+")[2] or None
+        built = argparse.Namespace(**{**vars(args), "seed": first["seed"], "strict": first["builder"]["strict"],
+                                      "version_label": label})
+        return canonical_command(built, builder, llm)
+
+    result = merge(builder, args.parts, source=source, out=args.out, options=builder.options_from(args),
                    replay=lambda path: LLMRun.replay(path, stages=builder.llm_stages, prompts=prompts),
                    max_samples=args.shard_samples, max_bytes=args.shard_bytes, overwrite=args.overwrite,
-                   repo_id=args.repo_id, progress=False if args.no_progress else None,
-                   command=["finer", "build", args.dataset, "--source", args.source.resolve().name, "--out", "OUT"])
+                   repo_id=args.repo_id, progress=False if args.no_progress else None, command=command)
     _summary(result)
     return 0
 

@@ -12,7 +12,10 @@ parts 1..N each exactly once), then builds the whole source once more with
 
 through the ordinary :func:`~finer_datasets.core.build.build`. The result has one manifest and is
 byte-identical to a one-machine build with the same model answers and fetch outcomes (the tests
-check it with N=3). Global steps (e.g. a cap on the number of tuples) run here, over all parts.
+check it with N=3), its card and manifest included. Global steps (e.g. a cap on the number of
+tuples) run here, over all parts. A builder assigns parts by what its prompts depend on, so one
+prompt is not asked in two parts; should two parts still hold different answers under one key,
+the merge keeps one by :data:`CONFLICT_RULE` and counts it (``llm.merge`` in the manifest).
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from finer_datasets.core.build import BuildResult, build
+from finer_datasets.constants import TRANSCRIPT_CONFIG_KEY
 from finer_datasets.core.builder import DatasetBuilder
 from finer_datasets.core.manifest import fingerprint_files, verify
 from finer_datasets.core.output import check_output
 from finer_datasets.errors import OutputError, UsageError
 
-__all__ = ["merge", "union_transcripts", "check_parts"]
+__all__ = ["merge", "union_transcripts", "check_parts", "CONFLICT_RULE"]
 
 logger = logging.getLogger(__name__)
 _TRANSCRIPT = "transcript.jsonl"
@@ -81,20 +85,55 @@ def check_parts(builder: DatasetBuilder, parts: Sequence[Path], source: Path, op
     return manifests
 
 
-def union_transcripts(parts: Sequence[Path], out: Path) -> int:
+#: how :func:`union_transcripts` settles two parts that recorded different answers under one key
+CONFLICT_RULE = "the entry whose canonical JSON line sorts first (code-point order)"
+
+
+def union_transcripts(parts: Sequence[Path], out: Path) -> tuple[int, int]:
     """Write the union of the parts' ``transcript.jsonl`` (canonical lines, sorted by key) to ``out``;
-    two different answers under one key are a :class:`UsageError`. Returns the number of entries."""
+    return ``(entries, conflicts)``.
+
+    A key that two parts answered differently (a server that is not bit-deterministic, asked the
+    same prompt in two parts) is a *conflict*: it is settled by :data:`CONFLICT_RULE`, whatever
+    the order or the number of the parts, and counted (a warning names it); never fatal. Two model
+    set-ups (the ``config`` entry: model parameters, stages) are no conflict but other builds: a
+    :class:`UsageError`."""
     entries: dict[str, str] = {}
+    conflicts: set[str] = set()
     for part in parts:
         for line in (part / _TRANSCRIPT).read_text("utf-8").splitlines():
             if not line.strip():
                 continue
             key = json.loads(line)["key"]
-            if entries.setdefault(key, line) != line:
-                raise UsageError(f"{part / _TRANSCRIPT}: entry {key[:16]} differs from another part's "
-                                 "(the parts were recorded with different model set-ups)")
+            kept = entries.setdefault(key, line)
+            if kept != line and key == TRANSCRIPT_CONFIG_KEY:
+                raise UsageError(f"{part / _TRANSCRIPT}: the model set-up differs from another part's (model "
+                                 "parameters or stages): the parts are not one build")
+            if kept != line:
+                conflicts.add(key)
+                entries[key] = min(kept, line)
+    for key in sorted(conflicts):
+        logger.warning("transcript entry %s differs between parts; kept %s", key[:16], CONFLICT_RULE)
     out.write_text("".join(entries[k] + "\n" for k in sorted(entries)), encoding="utf-8")
-    return len(entries)
+    return len(entries), len(conflicts)
+
+
+class _MergedRun:
+    """The replaying model run of a merge, whose manifest block also counts the transcript
+    conflicts the merge settled (only when there were any: otherwise the block is exactly a
+    one-machine build's)."""
+
+    def __init__(self, run: Any, conflicts: int):
+        self._run, self._conflicts = run, conflicts
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._run, name)
+
+    def manifest(self, transcript_entries: int) -> dict[str, Any]:
+        block = self._run.manifest(transcript_entries)
+        if self._conflicts:
+            block["merge"] = {"transcript_conflicts": self._conflicts, "rule": CONFLICT_RULE}
+        return block
 
 
 def merge(
@@ -107,6 +146,7 @@ def merge(
     replay: Callable[[Path], Any] | None = None,
     max_samples: int | None = None,
     max_bytes: int | None = None,
+    command: Sequence[str] | Callable[[dict[str, Any], Any], Sequence[str]] | None = None,
     **build_kwargs: Any,
 ) -> BuildResult:
     """Build ``out`` from the part builds ``parts`` of ``source`` (see the module docstring).
@@ -117,8 +157,10 @@ def merge(
     ``lambda path: LLMRun.replay(path, stages=builder.llm_stages, prompts=PromptSet.for_builder(...))``;
     it is required when the parts used a model.
     ``max_samples``/``max_bytes`` (shard sizes) must be those a one-machine build would use.
-    Other keyword arguments go to :func:`~finer_datasets.core.build.build` (``command``,
-    ``repo_id``, ``progress``, ``overwrite``).
+    ``command`` is recorded in the card: for a card identical to a one-machine build's, the
+    command that build records, or ``command(first_part_manifest, llm)`` returning it (the seed,
+    version label and model come from the parts). Other keyword arguments go to
+    :func:`~finer_datasets.core.build.build` (``repo_id``, ``progress``, ``overwrite``).
     """
     from finer_datasets.core.build import DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES
 
@@ -138,13 +180,15 @@ def merge(
     try:
         llm = None
         if first["llm"] is not None:
-            entries = union_transcripts(parts, scratch / _TRANSCRIPT)
-            logger.info("merging %d parts: %d transcript entries", len(parts), entries)
-            llm = replay(scratch / _TRANSCRIPT)
+            entries, conflicts = union_transcripts(parts, scratch / _TRANSCRIPT)
+            logger.info("merging %d parts: %d transcript entries, %d conflict(s)", len(parts), entries, conflicts)
+            llm = _MergedRun(replay(scratch / _TRANSCRIPT), conflicts)
         merged = builder.merge_options(parts, options, scratch)
+        if callable(command):
+            command = command(first, llm)
         label = first["version"].partition("+")[2] or None  # the parts' --version-label
         return build(builder, source=source, out=out, seed=first["seed"], strict=first["builder"]["strict"],
-                     version_label=label,
+                     version_label=label, command=command,
                      max_skip_rate=first["builder"]["max_skip_rate"], llm=llm, options=merged,
                      max_samples=max_samples or DEFAULT_MAX_SAMPLES, max_bytes=max_bytes or DEFAULT_MAX_BYTES,
                      protected=[*parts, scratch], **build_kwargs)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finer_datasets.constants import TRANSCRIPT_CONFIG_KEY
 from finer_datasets.errors import TranscriptMissError, UsageError
 from finer_datasets.llm.client import ChatClient, LLMConfig
 from finer_datasets.llm.entropy import (
@@ -25,7 +26,7 @@ from finer_datasets.llm.transcript import TranscriptStore
 
 __all__ = ["LLMRun", "CONFIG_KEY"]
 
-CONFIG_KEY = "config"
+CONFIG_KEY = TRANSCRIPT_CONFIG_KEY
 _REPLAY_URL = "http://replay.invalid"
 
 
