@@ -111,3 +111,34 @@ def test_setting_is_refused_where_it_does_not_apply(sample_build, tuning, tmp_pa
     one_line_error(finer("export", sample_build.out, "--format", "lmms-eval", "--out", tmp_path / "t", "--setting",
                          "wh"), 2, "--setting does not apply to --format lmms-eval")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_get_the_mode_the_umask_gives_not_a_temp_files(sample_build, tuning, tmp_path):
+    """Temp files and folders (mkstemp / mkdtemp) are private (0600 / 0700); what a command leaves as
+    its output must have the mode a plain write gives under the user's umask (here 022)."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    from test_cli_score import write_predictions
+
+    def run(*args):
+        done = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=600,
+                              preexec_fn=lambda: os.umask(0o022))
+        assert done.returncode == 0, done.stderr
+
+    cli = ("-m", "finer_datasets.cli")
+    run(*cli, "export", sample_build.out, "--format", "vlmevalkit", "--out", tmp_path / "q.tsv")
+    run(*cli, "export", sample_build.out, "--format", "official-csv", "--out", tmp_path / "official")
+    run(*cli, "export", sample_build.out, "--format", "lmms-eval", "--out", tmp_path / "tasks")
+    run(*cli, "export", tuning, "--format", "llamafactory", "--out", tmp_path / "lf")
+    answers = tmp_path / "answers.jsonl"
+    write_predictions(answers, sample_build, lambda q: q["answer"])
+    run(*cli, "score", sample_build.out, "--predictions", answers, "--out", tmp_path / "report", "--bootstrap", "0")
+    run("-m", "finer_datasets.testing.tiny_vlm", "--out", tmp_path / "tiny")
+    outputs = [tmp_path / name for name in ("q.tsv", "official", "tasks", "lf", "report", "tiny")]
+    checked = [p for out in outputs for p in (out, *out.rglob("*"))]
+    wrong = {str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.stat().st_mode)) for p in checked
+             if stat.S_IMODE(p.stat().st_mode) != (0o755 if p.is_dir() else 0o644)}
+    assert len(checked) > 20 and wrong == {}

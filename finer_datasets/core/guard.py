@@ -30,6 +30,7 @@ recognition of what it wrote):
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import signal
@@ -43,7 +44,7 @@ from finer_datasets.errors import OutputError
 
 __all__ = ["MARKER", "check_target", "check_replace", "is_dataset", "enclosing_dataset", "refuse_link", "replacing",
            "write_file", "open_append", "write_marker", "owned_folder", "claim_folder", "export_marker", "EXPORT_TOOL",
-           "crash_point", "as_output_error", "WRITE_ERRNOS"]
+           "crash_point", "as_output_error", "WRITE_ERRNOS", "default_mode", "give_default_mode"]
 
 #: the marker of a folder an export (or a training run) wrote: {"format", "command", "files"}
 MARKER = ".finer-output.json"
@@ -150,6 +151,32 @@ def check_replace(out: Path, *, owned: Callable[[Path], tuple[bool, str]], folde
 # ---------------------------------------------------------------------------------------------- files
 
 
+@functools.cache
+def _umask() -> int:
+    """The process's umask: from ``/proc/self/status`` on Linux (no change of state), else by the
+    set-and-restore dance (done once, cached)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(folder: bool = False) -> int:
+    """The mode ``open``/``mkdir`` would give a new file (0666) or folder (0777) under the umask:
+    ``mkstemp``/``mkdtemp`` create theirs 0600/0700, which an output must not keep."""
+    return (0o777 if folder else 0o666) & ~_umask()
+
+
+def give_default_mode(path: Path) -> None:
+    """Give a temp file or folder made by ``mkstemp``/``mkdtemp`` the mode a plain one would have."""
+    os.chmod(path, default_mode(Path(path).is_dir()))
+
+
 @contextmanager
 def replacing(path: Path, *, suffix: str = ".finer-tmp") -> Iterator[Path]:
     """Yield a new, empty temp file beside ``path`` (created exclusively, a name no other run
@@ -164,7 +191,10 @@ def replacing(path: Path, *, suffix: str = ".finer-tmp") -> Iterator[Path]:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     except OSError as exc:
         raise as_output_error(exc, path) from exc
-    os.close(fd)
+    try:
+        os.fchmod(fd, default_mode())
+    finally:
+        os.close(fd)
     tmp = Path(name)
     try:
         yield tmp

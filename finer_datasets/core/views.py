@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from finer_datasets.core.guard import default_mode
+
 __all__ = ["IMAGE_COLUMNS", "STORE_DIR", "image_columns", "records_of", "decode_image", "image_store", "flat_view",
            "flat_stream"]
 
@@ -74,6 +76,7 @@ def _put(root: Path, data: bytes, extension: str) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{digest[:16]}.", suffix=".tmp")
     try:
+        os.fchmod(fd, default_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -118,6 +121,7 @@ def image_store(ds: Any, *, cache_dir: str | Path | None = None) -> list[str | N
             bar.update(len(batch[columns[0]]))
     index.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=index.parent, suffix=".tmp")
+    os.fchmod(fd, default_mode())
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(paths, f)
     os.replace(tmp, index)

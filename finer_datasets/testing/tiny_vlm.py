@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from finer_datasets.core.guard import give_default_mode
+
 __all__ = ["tiny_tokenizer", "tiny_qwen_tokenizer", "tiny_llava", "tiny_llava_next", "tiny_qwen25_vl",
            "tiny_qwen25_vl_processor", "save_tiny_vlm", "main", "MARKER"]
 
@@ -223,9 +225,12 @@ def save_tiny_vlm(out: str | Path, *, seed: int = 0) -> Path:
     for config in (model.config.text_config, model.generation_config):
         config.eos_token_id, config.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    give_default_mode(tmp)
     try:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        for path in tmp.rglob("*"):  # safetensors writes its file 0600
+            give_default_mode(path)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
