@@ -1,10 +1,7 @@
 """Adding a dataset = adding a folder: a toy builder from a temporary folder is registered, built,
 verified and loaded with zero edits to finer_datasets/ (its folder: tests/fixtures/toy_builder)."""
 
-import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import datasets
