@@ -19,6 +19,7 @@ import httpx
 from tqdm.auto import tqdm
 
 from finer_datasets._version import __version__
+from finer_datasets.core.aio import run_async
 from finer_datasets.fetch.address import REFUSED, AddressPolicy, AddressRefused
 from finer_datasets.fetch.cache import CacheEntry, ImageCache
 from finer_datasets.fetch.politeness import (
@@ -368,4 +369,4 @@ def fetch_images(urls: Iterable[str], cache: ImageCache | str | os.PathLike[str]
     environment proxy each hop's host is checked before it is sent). Options are those of
     :func:`afetch_images`.
     """
-    return asyncio.run(afetch_images(urls, cache, **options))  # type: ignore[arg-type]
+    return run_async(afetch_images(urls, cache, **options))  # type: ignore[arg-type]

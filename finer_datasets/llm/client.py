@@ -44,6 +44,7 @@ try:  # httpcore asks sniffio which async library runs, at every lock; without s
 except ImportError:  # remember the absence once, as the import system does for a None entry
     sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
+from finer_datasets.core.aio import run_async
 from finer_datasets.errors import LLMError, TranscriptMissError
 from finer_datasets.llm.answers import Parsed, essentials, json_parser
 from finer_datasets.llm.sanitize import redact, scrub, server_reason
@@ -148,7 +149,7 @@ class ChatClient:
 
         self.unanswered = 0
         try:
-            return asyncio.run(closing())
+            return run_async(closing())
         finally:
             if self.unanswered > SHOWN_FAILURES:
                 logger.warning("%d requests got no usable answer (the first %d shown above)", self.unanswered,
