@@ -11,6 +11,14 @@ import pytest
 from finer_datasets.core.aio import run_async
 
 
+@pytest.fixture(autouse=True)
+def keyboard_sigint():
+    """Ctrl-C as at a terminal (a shell's background job, CI's included, starts with it ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 async def swallowing(seconds=5.0):
     """A coroutine that swallows its cancellation, as asyncio.wait_for racing its inner call's
     completion does on Python 3.11 (or a library's shielded clean-up)."""
@@ -47,6 +55,13 @@ def test_run_async_cancels_the_main_task_so_it_can_clean_up():
     with pytest.raises(KeyboardInterrupt):
         run_async(cleaning())
     assert cleaned == [True]
+
+
+def test_run_async_leaves_an_ignored_ctrl_c_ignored():
+    """A run started with Ctrl-C ignored (nohup, a background job) keeps it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    assert run_async(swallowing(0.2)) == "finished as if nothing happened"
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_run_async_returns_the_result_and_passes_errors():

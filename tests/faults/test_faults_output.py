@@ -179,7 +179,10 @@ def test_ctrl_c_exits_130_removes_the_staging_folder_and_keeps_the_previous_outp
     with ScriptedServer(delay=0.2) as server:
         cmd = [sys.executable, "-m", "finer_datasets.cli", *SAMPLE, "--out", str(out), "--overwrite",
                "--llm-base-url", server.url, "--llm-model", "scripted", "--llm-concurrency", "2"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # a shell's background job starts with Ctrl-C ignored and a child inherits that (CI run with &
+        # did): give the build the terminal's default, as a user at the keyboard has it
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 60
         while server.requests < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
