@@ -35,7 +35,7 @@ TOOL = "finer compare"  # the command the output guard's marker (.finer-output.j
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from finer_datasets.cli import positive_int
     from finer_datasets.eval.answers import PARSER_MODES
-    from finer_datasets.eval.compare import TESTS
+    from finer_datasets.eval.intervals import PAIRED_TESTS as TESTS
 
     p.add_argument("runs", metavar="RUN_DIR", nargs="+",
                    help="report folders written by finer score --out or baselines/score.py --out (at least two)")

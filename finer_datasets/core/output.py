@@ -27,20 +27,13 @@ from typing import Iterator, Sequence
 
 from finer_datasets.core.guard import check_target, crash_point
 from finer_datasets.core.manifest import MANIFEST_NAME as MANIFEST
-from finer_datasets.core.staging import fsync_tree, staged_folder, work_folders
+from finer_datasets.core.staging import fsync_tree, staged_folder
 from finer_datasets.errors import OutputError
 
-__all__ = ["check_output", "staged_output", "is_previous_build", "staging_paths", "fsync_tree", "crash_point"]
+__all__ = ["check_output", "staged_output", "is_previous_build", "fsync_tree", "crash_point"]
 
 # files a Hub clone of a release may hold besides the build itself
 _HUB_EXTRAS = {".gitattributes"}
-
-
-def staging_paths(out: Path) -> dict[str, Path | list[Path]]:
-    """What runs into ``out`` use beside it: the ``lock`` file and the staging folders (``work``)
-    killed runs left there."""
-    out = Path(out)
-    return {"lock": out.parent / f".{out.name}.finer-lock", "work": work_folders(out)}
 
 
 def _manifest_paths(folder: Path) -> set[str] | None:

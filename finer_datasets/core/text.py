@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["clean_text", "split_sentences", "join_list", "words", "article"]
+__all__ = ["clean_text", "split_sentences", "join_list", "words", "article", "norm"]
 
 # Zero-width characters and the byte-order mark are removed; other format/control characters too.
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
@@ -19,6 +19,12 @@ def clean_text(text: str) -> str:
     text = unicodedata.normalize("NFC", text).translate(_ZERO_WIDTH).translate(_QUOTES)
     text = "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch)[0] != "C")
     return _SPACES.sub(" ", text).strip()
+
+
+def norm(text: str) -> str:
+    """Case- and whitespace-insensitive form of a phrase (for comparisons: how a reader tells two
+    phrases apart)."""
+    return " ".join(text.lower().split())
 
 
 def split_sentences(text: str) -> list[str]:

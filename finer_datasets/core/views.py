@@ -17,12 +17,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from finer_datasets.core.guard import default_mode
+from finer_datasets.core.guard import write_file
 
 __all__ = ["IMAGE_COLUMNS", "STORE_DIR", "image_columns", "records_of", "decode_image", "image_store", "flat_view",
            "flat_stream"]
@@ -73,16 +71,7 @@ def _put(root: Path, data: bytes, extension: str) -> str:
     path = folder / f"{digest}.{extension}"
     if path.is_file() and path.stat().st_size == len(data):
         return str(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{digest[:16]}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, default_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file(path, data)
     return str(path)
 
 
@@ -119,12 +108,7 @@ def image_store(ds: Any, *, cache_dir: str | Path | None = None) -> list[str | N
                 data = cell["bytes"] if cell.get("bytes") is not None else Path(cell["path"]).read_bytes()
                 paths.append(_put(root, data, column))
             bar.update(len(batch[columns[0]]))
-    index.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=index.parent, suffix=".tmp")
-    os.fchmod(fd, default_mode())
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(paths, f)
-    os.replace(tmp, index)
+    write_file(index, json.dumps(paths))
     return paths
 
 

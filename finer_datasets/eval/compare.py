@@ -30,15 +30,16 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from finer_datasets.errors import UsageError
-from finer_datasets.eval.intervals import WILSON, bootstrap_means, wilson_ci
+from finer_datasets.eval.intervals import PAIRED_TESTS, WILSON, bootstrap_means, wilson_ci
 from finer_datasets.eval.plots import dataset_label
 from finer_datasets.eval.runinfo import dataset_identity
-from finer_datasets.eval.scoring import SETTING_ORDER
+from finer_datasets.eval.report import _table
+from finer_datasets.eval.scoring import _setting_key
 
 __all__ = ["Run", "compare", "check_comparable", "mcnemar", "paired_bootstrap", "compare_markdown", "compare_csv",
            "compare_figure", "TESTS", "EXACT_BELOW", "OVERALL", "CSV_COLUMNS"]
 
-TESTS = ("mcnemar", "bootstrap")
+TESTS = PAIRED_TESTS
 EXACT_BELOW = 25  # discordant pairs under which McNemar's test is the exact binomial one
 OVERALL = "overall"
 _DASH = "–"
@@ -129,10 +130,6 @@ def paired_bootstrap(base: Sequence[bool], other: Sequence[bool], *, resamples: 
             "delta_ci95": [float(100.0 * low), float(100.0 * high)]}
 
 
-def _setting_key(name: str) -> tuple[int, str]:
-    return (SETTING_ORDER.index(name) if name in SETTING_ORDER else len(SETTING_ORDER), name)
-
-
 def _cell(outcomes: Sequence[bool], base: Sequence[bool] | None) -> dict[str, Any]:
     n, right = len(outcomes), sum(outcomes)
     accuracy = 100.0 * right / n
@@ -198,10 +195,6 @@ def _p(value: float) -> str:
 
 def _significance(result: Mapping[str, Any]) -> dict[tuple[str, str], float]:
     return {(t["run"], t["setting"]): t["p_value"] for t in result["tests"]}
-
-
-def _table(header: Sequence[str], align: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|", *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 def _test_sentence(result: Mapping[str, Any]) -> str:

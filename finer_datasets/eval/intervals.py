@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-__all__ = ["wilson_ci", "bootstrap_ci", "bootstrap_means", "Z95", "WILSON", "BOOTSTRAP"]
+__all__ = ["wilson_ci", "bootstrap_ci", "bootstrap_means", "Z95", "WILSON", "BOOTSTRAP", "PAIRED_TESTS"]
 
 Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
 #: how each interval is described in a report
 WILSON = "Wilson score interval"
 BOOTSTRAP = "percentile bootstrap over pairs"
+#: the paired significance tests of ``finer compare`` (here, light, for its argument parser)
+PAIRED_TESTS = ("mcnemar", "bootstrap")
 
 
 def wilson_ci(successes: int, n: int, z: float = Z95) -> list[float] | None:

@@ -90,16 +90,13 @@ def _write(path: Path, record: Mapping[str, Any]) -> None:
 def is_run_folder(folder: str | Path) -> bool:
     """Whether ``folder`` holds a ``run.json`` that finer-datasets wrote (its ``package`` says so):
     the marker by which a scoring run recognises a report folder of its own."""
-    path = Path(folder) / RUN_FILE
-    if path.is_symlink() or not path.is_file():
+    if (Path(folder) / RUN_FILE).is_symlink():
         return False
     try:
-        if path.stat().st_size > _MAX_RUN_BYTES:
-            return False
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        data = read_run(folder)
+    except OutputError:  # unreadable, too large or not a JSON object: not ours
         return False
-    package = data.get("package") if isinstance(data, dict) else None
+    package = data.get("package") if data else None
     return isinstance(package, dict) and package.get("name") == _PACKAGE
 
 

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Sequence
 
 from tqdm.auto import tqdm
 
+from finer_datasets.core.text import norm
 from finer_datasets.llm.client import ChatClient, LLMAnswerError
 
 __all__ = ["Stage", "gather", "ask_or_none", "norm"]
@@ -78,6 +79,3 @@ class Stage:
         return cls(run.client, run.prompts)
 
 
-def norm(text: str) -> str:
-    """Case- and whitespace-insensitive form of a phrase (for comparisons)."""
-    return " ".join(text.lower().split())

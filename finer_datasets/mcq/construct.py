@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from finer_datasets.constants import LETTERS
-from finer_datasets.core.text import join_list
+from finer_datasets.core.text import join_list, norm
 
 __all__ = [
     "LETTERS",
@@ -69,9 +69,6 @@ def try_pair(make: Callable[..., MCQPair], pair_id: str, *args: Any, **kwargs: A
         return PairError(f"{pair_id}: {exc}")
 
 
-def _read(phrase: str) -> str:
-    """A phrase as a reader tells it apart from another: case and spacing ignored."""
-    return " ".join(phrase.lower().split())
 
 
 @dataclass(frozen=True)
@@ -158,7 +155,7 @@ def _check(units: Sequence[str], negated_index: int, negatives: Sequence[str]) -
         raise PairError("a pair needs at least one element")
     if not 0 <= negated_index < len(units):
         raise PairError(f"negated_index {negated_index} out of range for {len(units)} elements")
-    if len(negatives) != 4 or len(set(map(_read, negatives))) != 4:
+    if len(negatives) != 4 or len(set(map(norm, negatives))) != 4:
         raise PairError(f"need 4 distinct negatives, got {list(negatives)}")
 
 
@@ -183,7 +180,7 @@ def yesno_pair(
     corrupted = [
         render([*units[:negated_index], negative, *units[negated_index + 1:]]) for negative in negatives
     ]
-    if len({_read(p) for p in [positive_phrase, *corrupted]}) != 5:
+    if len({norm(p) for p in [positive_phrase, *corrupted]}) != 5:
         raise PairError(f"options of {pair_id} are not distinct: {[positive_phrase, *corrupted]}")
     c = rng.randrange(4)
 
@@ -235,8 +232,8 @@ def wh_pair(
     in order: negative attribute, object distractors, positive options, negative options.
     """
     _check(attributes, attribute_index, attribute_negatives)
-    readings = set(map(_read, target_negatives))
-    if len(target_negatives) < 3 or len(readings) != len(target_negatives) or _read(target) in readings:
+    readings = set(map(norm, target_negatives))
+    if len(target_negatives) < 3 or len(readings) != len(target_negatives) or norm(target) in readings:
         raise PairError(f"need at least 3 distinct target negatives other than {target!r}, "
                         f"got {list(target_negatives)}")
     true_attr = attributes[attribute_index]

@@ -24,9 +24,10 @@ import logging
 import random
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from finer_datasets.constants import NEGATIVES_PER_ELEMENT
 from finer_datasets.core.text import join_list
 from finer_datasets.mcq.construct import QUESTION_TEMPLATE, yesno_pair
+from finer_datasets.mcq.ladder import _attributes, _full
+from finer_datasets.mcq.pairs import _prefixed
 from finer_datasets.mcq.records import QUESTION_COLUMNS, pair_rows, question_rows
 from finer_datasets.scene_graph.graph import relation_phrase
 
@@ -44,14 +45,6 @@ Negatives = list[tuple[str, ...]]
 Render = Callable[[list[str]], str]
 
 
-def _full(element: Mapping[str, Any]) -> bool:
-    return len(element.get("negatives") or ()) == NEGATIVES_PER_ELEMENT
-
-
-def _prefixed(prefix: str) -> Render:
-    return lambda units: f"{prefix} {join_list(units)}"
-
-
 def _candidates(graph: Mapping[str, Any], setting: str, elements: Sequence[str]) -> Iterable[tuple[Render, Negatives]]:
     """Ways the scene graph can render the pair's elements, each with their negatives."""
     objects = graph.get("objects") or []
@@ -67,10 +60,7 @@ def _candidates(graph: Mapping[str, Any], setting: str, elements: Sequence[str])
         return
     for obj in objects:
         if setting == "multi_attr":
-            texts = {}
-            for attribute in obj["attributes"]:
-                if _full(attribute):
-                    texts.setdefault(attribute["text"], tuple(attribute["negatives"]))
+            texts = {a["text"]: tuple(a["negatives"]) for a in _attributes(obj)}
             if all(e in texts for e in elements):
                 yield _prefixed(f"the {obj['name']}"), [texts[e] for e in elements]
         else:  # multi_rel: the subject's relations, as the question phrases them

@@ -304,6 +304,7 @@ class PrecomputedNegatives:
         entries = self._images.get(graph.image_id, {})
         texts = {element_id: text for _, element_id, text in graph.elements()}
         kinds = {element_id: kind for kind, element_id, _ in graph.elements()}
+        phrases = {kind: present_in(graph, kind) for kind in set(kinds.values())}  # once per image, not per element
         out: NegativeMap = {}
         for element_id, entry in entries.items():
             if element_id not in texts:
@@ -318,7 +319,7 @@ class PrecomputedNegatives:
                     field=element_id,
                 )
             kind = kinds[element_id]
-            present = present_in(graph, kind) - {reading(kind, texts[element_id])}
+            present = phrases[kind] - {reading(kind, texts[element_id])}
             problem = check_negatives(element_id, texts[element_id], entry["negatives"], present, kind=kind)
             if problem:
                 raise NegativesError(problem, path=self.path, record=graph.image_id, field=element_id)

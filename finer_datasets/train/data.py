@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from finer_datasets.errors import SourceError, UsageError
+from finer_datasets.preference.construct import QUERIES, TYPES
 
 __all__ = [
     "TUPLE_COLUMNS",
@@ -44,9 +45,9 @@ __all__ = [
 
 TUPLE_COLUMNS = ("images", "prompt", "chosen", "rejected")
 OPTIONAL_COLUMNS = ("subset", "query_type")
-#: values of the optional columns (FINER-Tuning's types; whether the question's premise holds)
-SUBSETS = ("obj", "attr", "rel", "wh")
-QUERY_TYPES = ("positive", "negative")
+#: values of the optional columns: FINER-Tuning's types (SUBSETS) and whether the question's premise holds
+#: (QUERY_TYPES), as the tuples are built
+SUBSETS, QUERY_TYPES = TYPES, QUERIES
 
 
 @dataclass
@@ -295,7 +296,7 @@ def select_tuples(ds: Any, validation: Any, *, name: str, subsets: Sequence[str]
             continue
         bad = sorted(set(wanted) - set(allowed))
         if bad:
-            raise UsageError(f"--{column.replace('subset', 'subsets').replace('query_type', 'query_types')}: "
+            raise UsageError(f"--{column}s: "
                              f"unknown {bad}; choose from {list(allowed)}")
         if column not in ds.column_names:
             raise UsageError(f"--{column}s needs a {column!r} column, which {name} does not have")
