@@ -132,7 +132,11 @@ def read_answers(path: Path) -> list[tuple[str, str, str]]:
     """``(question id, response, line)`` of every complete line of an answers file this tool
     wrote; a last line without its line end (cut by a kill, or still being written) is left
     out. A bad line is a :class:`PredictionsError` naming the file and the line."""
-    data = _complete_bytes(path)
+    return _parse_answers(_complete_bytes(path), path)
+
+
+def _parse_answers(data: bytes, path: Path) -> list[tuple[str, str, str]]:
+    """:func:`read_answers` of the complete lines ``data`` read from ``path``."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -201,7 +205,7 @@ def merge_predictions(out: Path, answers: Mapping[str, str], order: Iterable[str
     Returns the number of answers added."""
     path = Path(out) / PREDICTIONS
     head = _complete_bytes(path) if path.exists() else b""
-    present = {qid for qid, _, _ in read_answers(path)} if head else set()
+    present = {qid for qid, _, _ in _parse_answers(head, path)}  # the bytes kept, read once
     wanted = [qid for qid in order if qid in answers and qid not in present]
     taken = set(wanted)
     added = wanted + [qid for qid in answers if qid not in present and qid not in taken]
